@@ -1,0 +1,149 @@
+"""Victim models behind pure functions, and their losses and gradients.
+
+A victim's variables are an explicit pytree ``{"params": ..., **state}``, where
+state holds BatchNorm statistics when the model has them. Gradients are always
+taken with respect to ``variables["params"]`` only; the client message has the
+structure of the params tree.
+
+Every classification victim ends in a Dense layer named ``head`` (kernel
+``[F, C]``, bias ``[C]``); label inference and Soteria rely on that name.
+"""
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Params = Any
+Variables = dict
+
+
+class Victim(NamedTuple):
+  """A victim model as pure functions.
+
+  Attributes:
+    name: registry name of the model ("lenet", "resnet18", ...).
+    config: the keyword arguments that built it (JSON-able).
+    init: ``(key, x[B, ...]) -> variables``.
+    apply: ``(variables, x[B, ...], train=False) -> logits[B, C]`` (``[B]`` for
+      a scalar-output regression victim). With ``train=True`` BatchNorm uses
+      the batch's statistics; running statistics are never updated here.
+    features: ``(variables, x[B, ...], train=False) -> [B, F]``, the input of
+      the last layer (``head``), or None when the model has no such layer.
+    loss: "cross_entropy" or "squared".
+    input_shape: shape of one example, e.g. ``(32, 32, 3)``.
+    num_classes: number of logits (1 for a scalar regression output).
+  """
+  name: str
+  config: dict
+  init: Callable[..., Variables]
+  apply: Callable[..., jax.Array]
+  features: Callable[..., jax.Array] | None
+  loss: str
+  input_shape: tuple
+  num_classes: int
+
+
+def split(variables: Variables) -> tuple[Params, dict]:
+  """Splits variables into (params, state)."""
+  state = {k: v for k, v in variables.items() if k != "params"}
+  return variables["params"], state
+
+
+def merge(params: Params, state: dict) -> Variables:
+  return {"params": params, **state}
+
+
+def loss_values(victim: Victim, logits: jax.Array, ys: jax.Array) -> jax.Array:
+  """Per-example losses [B].
+
+  ``ys`` are integer labels [B], or soft labels / probabilities [B, C] (used
+  by attacks that optimize labels jointly), or regression targets [B].
+  """
+  if victim.loss == "squared":
+    return 0.5 * jnp.square(logits.reshape(ys.shape) - ys)
+  if ys.ndim == logits.ndim:  # Soft labels.
+    return optax.softmax_cross_entropy(logits, ys)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, ys)
+
+
+def batch_loss(victim: Victim, params: Params, state: dict, xs: jax.Array,
+               ys: jax.Array, train: bool = False) -> jax.Array:
+  """Mean loss over a batch; the FedSGD client's objective."""
+  logits = victim.apply(merge(params, state), xs, train=train)
+  return jnp.mean(loss_values(victim, logits, ys))
+
+
+def batch_grad(victim: Victim, params: Params, state: dict, xs: jax.Array,
+               ys: jax.Array, train: bool = False) -> Params:
+  """Gradient of the mean batch loss with respect to params."""
+  return jax.grad(batch_loss, argnums=1)(victim, params, state, xs, ys, train)
+
+
+def _example_loss(victim, params, state, x, y):
+  return batch_loss(victim, params, state, x[None], y[None], train=False)
+
+
+def per_example_grads(victim: Victim, params: Params, state: dict,
+                      xs: jax.Array, ys: jax.Array,
+                      chunk_size: int | None = None) -> Params:
+  """Per-example gradients, a params-shaped tree with a leading [B] axis.
+
+  Each example goes through the model alone (BatchNorm in eval mode), as
+  DP-SGD and per-example attacks require. ``chunk_size`` bounds memory: the
+  batch is vmapped in chunks of that size under ``lax.map``, so a batch of
+  1024 through ResNet-18 needs the activation memory of one chunk only.
+  """
+  grad_one = jax.grad(functools.partial(_example_loss, victim), argnums=0)
+  vgrad = jax.vmap(grad_one, in_axes=(None, None, 0, 0))
+  n = xs.shape[0]
+  if chunk_size is None or chunk_size >= n:
+    return vgrad(params, state, xs, ys)
+  if n % chunk_size:
+    raise ValueError(
+        f"batch size {n} is not a multiple of chunk_size {chunk_size}")
+  xs_c = xs.reshape((n // chunk_size, chunk_size) + xs.shape[1:])
+  ys_c = ys.reshape((n // chunk_size, chunk_size) + ys.shape[1:])
+  out = jax.lax.map(lambda c: vgrad(params, state, c[0], c[1]), (xs_c, ys_c))
+  return jax.tree.map(lambda g: g.reshape((n,) + g.shape[2:]), out)
+
+
+def init_variables(victim: Victim, key: jax.Array) -> Variables:
+  """Initializes a victim on a dummy batch of one example."""
+  return victim.init(key, jnp.zeros((1,) + tuple(victim.input_shape)))
+
+
+def check_message(params: Params, message: Params, what: str = "message"):
+  """Raises ValueError if ``message`` does not match the params tree.
+
+  Checks tree structure, every leaf's shape, and finiteness; the error names
+  the first offending parameter path.
+  """
+  p_flat, p_def = jax.tree_util.tree_flatten_with_path(params)
+  m_flat, m_def = jax.tree_util.tree_flatten_with_path(message)
+  if p_def != m_def:
+    p_paths = {jax.tree_util.keystr(k) for k, _ in p_flat}
+    m_paths = {jax.tree_util.keystr(k) for k, _ in m_flat}
+    raise ValueError(
+        f"{what} does not match the model's parameter tree: missing "
+        f"{sorted(p_paths - m_paths)[:5]}, unexpected "
+        f"{sorted(m_paths - p_paths)[:5]}")
+  for (path, p), (_, m) in zip(p_flat, m_flat):
+    if jnp.shape(p) != jnp.shape(m):
+      raise ValueError(
+          f"{what} has shape {jnp.shape(m)} at {jax.tree_util.keystr(path)}, "
+          f"but the model's parameter there has shape {jnp.shape(p)}")
+  for path, m in m_flat:
+    if not bool(jnp.all(jnp.isfinite(m))):
+      raise ValueError(
+          f"{what} contains NaN or Inf at {jax.tree_util.keystr(path)}")
+
+
+def check_images(victim: Victim, xs: jax.Array, what: str = "images"):
+  """Raises ValueError unless ``xs`` is a [B, *input_shape] batch."""
+  if tuple(xs.shape[1:]) != tuple(victim.input_shape) or xs.ndim < 2:
+    raise ValueError(
+        f"{what} have shape {tuple(xs.shape)}; victim {victim.name!r} expects "
+        f"[B, {', '.join(map(str, victim.input_shape))}]")
