@@ -45,6 +45,10 @@ class Victim(NamedTuple):
   input_shape: tuple
   num_classes: int
 
+  def __hash__(self):  # So that a Victim can be a static jit argument.
+    return hash((self.name, self.loss, self.input_shape, self.num_classes,
+                 self.init, self.apply))
+
 
 def split(variables: Variables) -> tuple[Params, dict]:
   """Splits variables into (params, state)."""
@@ -131,10 +135,11 @@ def check_message(params: Params, message: Params, what: str = "message"):
         f"{sorted(p_paths - m_paths)[:5]}, unexpected "
         f"{sorted(m_paths - p_paths)[:5]}")
   for (path, p), (_, m) in zip(p_flat, m_flat):
-    if jnp.shape(p) != jnp.shape(m):
+    if tuple(p.shape) != tuple(m.shape):
       raise ValueError(
-          f"{what} has shape {jnp.shape(m)} at {jax.tree_util.keystr(path)}, "
-          f"but the model's parameter there has shape {jnp.shape(p)}")
+          f"{what} has shape {tuple(m.shape)} at "
+          f"{jax.tree_util.keystr(path)}, but the model's parameter there has "
+          f"shape {tuple(p.shape)}")
   for path, m in m_flat:
     if not bool(jnp.all(jnp.isfinite(m))):
       raise ValueError(

@@ -1,4 +1,4 @@
-"""Test setup: several virtual CPU devices, strict promotion, shared fixtures."""
+"""Test setup: several virtual CPU devices and shared fixtures."""
 
 import os
 
@@ -9,7 +9,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ def make(input_shape=(32, 32, 3), num_classes=10, width=64,
     raise ValueError(
         f"convnet needs images of at least 9x9 (two 3x3 poolings); got "
         f"{tuple(input_shape)}")
+  common.activation(activation)  # Fails early on an unknown name.
   module = Model(num_classes, width, activation, batch_norm)
   config = dict(width=width, activation=activation, batch_norm=batch_norm)
   return common.from_linen("convnet", config, module, input_shape,

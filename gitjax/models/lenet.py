@@ -34,6 +34,7 @@ class Model(nn.Module):
 
 def make(input_shape=(32, 32, 3), num_classes=10, channels=12,
          activation="sigmoid", uniform_init=0.5):
+  common.activation(activation)  # Fails early on an unknown name.
   module = Model(num_classes, channels, activation, uniform_init)
   config = dict(channels=channels, activation=activation,
                 uniform_init=uniform_init)

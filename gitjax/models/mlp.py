@@ -25,6 +25,7 @@ class Model(nn.Module):
 
 def make(input_shape=(32, 32, 3), num_classes=10, hidden=(256, 256),
          activation="sigmoid"):
+  common.activation(activation)  # Fails early on an unknown name.
   module = Model(num_classes, tuple(hidden), activation)
   config = dict(hidden=list(hidden), activation=activation)
   return common.from_linen("mlp", config, module, input_shape, num_classes)

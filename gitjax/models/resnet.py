@@ -64,6 +64,7 @@ _DEFAULT_WIDTH = {"resnet18": 64, "resnet20": 16}
 def make(name="resnet18", input_shape=(32, 32, 3), num_classes=10,
          width=None, activation="relu"):
   width = width or _DEFAULT_WIDTH[name]
+  common.activation(activation)  # Fails early on an unknown name.
   module = Model(_STAGES[name], width, num_classes, activation)
   config = dict(width=width, activation=activation)
   return common.from_linen(name, config, module, input_shape, num_classes)

@@ -1,0 +1,179 @@
+"""Leak simulation: what the attacker sees, kept apart from the ground truth.
+
+``simulate`` plays one federated round: the client computes its message
+(FedSGD gradient, FedAvg weight difference, or a DP-SGD gradient) on its
+private batch, applies its defense, and sends it. The attacker receives a
+``Leak``; the private batch stays in ``GroundTruth`` and is used only for
+scoring, as breaching separates the server payload from the user data.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gitjax import defenses
+from gitjax import protocols
+from gitjax import victim as victim_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Leak:
+  """Everything the attacking server holds after one round.
+
+  Attributes:
+    model: victim model name; ``model_config`` its config (the attacker
+      rebuilds the victim with ``models.make_victim(model, **model_config)``).
+    variables: the parameters (and BatchNorm statistics) the attacker holds;
+      these differ from the client's under parameter discrepancy.
+    message: the client's message, a params-shaped tree.
+    protocol: "fedsgd" or "fedavg"; ``protocol_config`` its hyperparameters
+      (lr, epochs, local_batch_size, train).
+    batch_size: examples per client (None if the server is not told).
+    labels: [B] labels if the client shares them, else None.
+    defense: the defense config as the attacker knows it ([] if none or
+      unknown).
+    input_shape: shape of one example; ``num_classes``: number of outputs.
+    num_clients: how many clients' messages were averaged.
+  """
+  model: str
+  model_config: dict
+  variables: Any
+  message: Any
+  protocol: str
+  protocol_config: dict
+  batch_size: int | None
+  labels: jax.Array | None
+  defense: list
+  input_shape: tuple
+  num_classes: int
+  num_clients: int = 1
+
+  @property
+  def params(self):
+    return self.variables["params"]
+
+  @property
+  def state(self):
+    return victim_lib.split(self.variables)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundTruth:
+  """The client's private data: never shown to attacks, used for scoring."""
+  images: jax.Array  # [K*B, ...]
+  labels: jax.Array  # [K*B]
+  client_variables: Any
+
+
+def discrepant_variables(victim, variables, xs, ys, key, spec):
+  """The client's parameters when they differ from the attacker's.
+
+  spec: None, ``dict(kind="stale", steps=k, lr=...)`` (the client trained k
+  more SGD steps on its own batch since the attacker's copy), or
+  ``dict(kind="perturbed", scale=s)`` (relative Gaussian noise:
+  p * (1 + s * N(0, 1))).
+  """
+  if not spec:
+    return variables
+  spec = dict(spec)
+  kind = spec.pop("kind", None)
+  params, state = victim_lib.split(variables)
+  if kind == "stale":
+    lr, steps = spec.pop("lr", 0.01), spec.pop("steps")
+    for _ in range(int(steps)):
+      g = victim_lib.batch_grad(victim, params, state, xs, ys)
+      params = jax.tree.map(lambda p, d: p - lr * d, params, g)
+  elif kind == "perturbed":
+    scale = spec.pop("scale")
+    noise = defenses.gaussian_noise(jax.tree.map(jnp.zeros_like, params),
+                                    key, sigma=1.0)
+    params = jax.tree.map(lambda p, n: p * (1 + scale * n), params, noise)
+  else:
+    raise ValueError(
+        f"unknown discrepancy kind {kind!r}; known: stale, perturbed")
+  if spec:
+    raise ValueError(f"unknown discrepancy settings: {sorted(spec)}")
+  return victim_lib.merge(params, state)
+
+
+def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
+             protocol_config=None, defense=None, labels_shared=False,
+             defense_known=True, discrepancy=None, num_clients=1,
+             tell_batch_size=True, chunk_size=None):
+  """Plays one round and returns (Leak, GroundTruth).
+
+  Args:
+    victim: the model; ``variables`` the global model the server holds.
+    xs: [K*B, ...] private images of all clients; ys: [K*B] labels.
+    key: randomness of the defense and of parameter perturbation.
+    protocol, protocol_config: see ``protocols.client_message``.
+    defense: a defense config (``defenses.apply``), e.g.
+      ``dict(name="gaussian", sigma=0.1)`` or a list; ``dp_sgd`` takes
+      clip_norm and noise_multiplier and needs protocol "fedsgd".
+    labels_shared: whether the client sends its labels.
+    defense_known: whether the attacker is told the defense.
+    discrepancy: see ``discrepant_variables``.
+    num_clients: K; the message is the mean of the K clients' messages.
+    tell_batch_size: whether the attacker is told B.
+    chunk_size: per-example gradient chunk (DP-SGD).
+  """
+  victim_lib.check_images(victim, xs)
+  if xs.shape[0] != ys.shape[0]:
+    raise ValueError(f"{xs.shape[0]} images but {ys.shape[0]} labels")
+  if xs.shape[0] % num_clients:
+    raise ValueError(f"{xs.shape[0]} examples do not split into "
+                     f"{num_clients} clients")
+  protocol_config = dict(protocol_config or {})
+  k_disc, k_def = jax.random.split(key)
+  client_vars = discrepant_variables(victim, variables, xs, ys, k_disc,
+                                     discrepancy)
+  params, state = victim_lib.split(client_vars)
+  spec = defenses.as_list(defense)
+  dp = [s for s in spec if s["name"] == "dp_sgd"]
+  b = xs.shape[0] // num_clients
+  xs_k = xs.reshape((num_clients, b) + xs.shape[1:])
+  ys_k = ys.reshape((num_clients, b) + ys.shape[1:])
+  keys = jax.random.split(k_def, num_clients)
+
+  def one_client(x, y, k):
+    if dp:
+      if protocol != "fedsgd":
+        raise ValueError("dp_sgd is implemented for the fedsgd protocol")
+      s = {kk: v for kk, v in dp[0].items() if kk != "name"}
+      k, sub = jax.random.split(k)
+      msg = defenses.dp_sgd_message(victim, params, state, x, y, sub,
+                                    chunk_size=chunk_size, **s)
+    else:
+      msg = protocols.client_message(victim, params, state, x, y, protocol,
+                                     protocol_config)
+    return defenses.apply(spec, msg, k, victim=victim, variables=client_vars,
+                          xs=x)
+
+  msgs = [one_client(xs_k[i], ys_k[i], keys[i]) for i in range(num_clients)]
+  message = protocols.aggregate(jax.tree.map(lambda *m: jnp.stack(m), *msgs))
+  leak = Leak(
+      model=victim.name, model_config=dict(victim.config),
+      variables=variables, message=message, protocol=protocol,
+      protocol_config=protocol_config,
+      batch_size=b if tell_batch_size else None,
+      labels=ys if labels_shared else None,
+      defense=spec if defense_known else [],
+      input_shape=tuple(victim.input_shape), num_classes=victim.num_classes,
+      num_clients=num_clients)
+  return leak, GroundTruth(images=xs, labels=ys, client_variables=client_vars)
+
+
+def validate(leak: Leak, victim) -> None:
+  """Raises ValueError if the leak's message does not fit the victim."""
+  if leak.model != victim.name:
+    raise ValueError(
+        f"leak is from model {leak.model!r} but the victim is {victim.name!r}")
+  if tuple(leak.input_shape) != tuple(victim.input_shape):
+    raise ValueError(f"leak input shape {leak.input_shape} != victim's "
+                     f"{victim.input_shape}")
+  expected = jax.eval_shape(
+      lambda: victim_lib.init_variables(victim, jax.random.key(0)))["params"]
+  victim_lib.check_message(expected, leak.params, "attacker's parameters")
+  victim_lib.check_message(leak.params, leak.message, "leaked message")

@@ -1,0 +1,94 @@
+"""What a federated client computes and sends: FedSGD, FedAvg, aggregation.
+
+All functions are pure and differentiable in the client's inputs, so attacks
+on FedAvg updates unroll the very same code (``fedavg_update``).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from gitjax import victim as victim_lib
+
+Params = victim_lib.Params
+PROTOCOLS = ("fedsgd", "fedavg")
+
+
+def fedsgd_message(victim, params, state, xs, ys, train=False) -> Params:
+  """FedSGD: the gradient of the mean loss of the client's batch."""
+  return victim_lib.batch_grad(victim, params, state, xs, ys, train)
+
+
+def num_local_steps(batch_size: int, local_batch_size: int | None,
+                    epochs: int) -> int:
+  b = local_batch_size or batch_size
+  if batch_size % b:
+    raise ValueError(
+        f"FedAvg local_batch_size {b} must divide the client's batch size "
+        f"{batch_size}")
+  return epochs * (batch_size // b)
+
+
+def fedavg_update(victim, params, state, xs, ys, *, lr: float,
+                  epochs: int = 1, local_batch_size: int | None = None,
+                  train: bool = False) -> Params:
+  """FedAvg: local SGD on the client's batch; the message is new - old params.
+
+  Minibatches are taken in order (no shuffling) for ``epochs`` passes, so an
+  attacker that knows the hyperparameters can replay the same steps.
+
+  Args:
+    victim: the model.
+    params, state: the global model the server sent.
+    xs: [B, ...] client images; ys: [B] labels (or [B, C] soft labels).
+    lr: local SGD learning rate.
+    epochs: passes over the client's data.
+    local_batch_size: minibatch size; None means the full batch (one step per
+      epoch).
+    train: BatchNorm mode during local training.
+
+  Returns:
+    The weight difference, a params-shaped tree.
+  """
+  n = xs.shape[0]
+  b = local_batch_size or n
+  steps = num_local_steps(n, b, epochs)
+  xs_mb = xs.reshape((n // b, b) + xs.shape[1:])  # [S, b, ...]
+  ys_mb = ys.reshape((n // b, b) + ys.shape[1:])
+
+  def step(p, i):
+    j = i % (n // b)
+    g = victim_lib.batch_grad(victim, p, state, xs_mb[j], ys_mb[j], train)
+    return jax.tree.map(lambda a, da: a - lr * da, p, g), None
+
+  new, _ = jax.lax.scan(step, params, jnp.arange(steps))
+  return jax.tree.map(jnp.subtract, new, params)
+
+
+def client_message(victim, params, state, xs, ys, protocol: str,
+                   protocol_config: dict) -> Params:
+  """Dispatches on the protocol name ("fedsgd" or "fedavg")."""
+  cfg = dict(protocol_config)
+  train = cfg.pop("train", False)
+  if protocol == "fedsgd":
+    if cfg:
+      raise ValueError(f"unknown fedsgd settings: {sorted(cfg)}")
+    return fedsgd_message(victim, params, state, xs, ys, train)
+  if protocol == "fedavg":
+    unknown = set(cfg) - {"lr", "epochs", "local_batch_size"}
+    if unknown:
+      raise ValueError(f"unknown fedavg settings: {sorted(unknown)}")
+    return fedavg_update(victim, params, state, xs, ys, train=train, **cfg)
+  raise ValueError(f"unknown protocol {protocol!r}; known: {PROTOCOLS}")
+
+
+def aggregate(messages: Params) -> Params:
+  """Mean over a leading client axis, as secure aggregation reveals it."""
+  return jax.tree.map(lambda m: jnp.mean(m, axis=0), messages)
+
+
+def multi_client_message(victim, params, state, xs, ys, protocol,
+                         protocol_config) -> Params:
+  """Aggregate of K clients' messages; xs: [K, B, ...], ys: [K, B]."""
+  fn = lambda x, y: client_message(victim, params, state, x, y, protocol,
+                                   protocol_config)
+  return aggregate(jax.vmap(fn)(xs, ys))

@@ -1,0 +1,108 @@
+"""Victims: shapes, parameter counts, per-example and batch gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gitjax import models
+from gitjax import victim as victim_lib
+
+TINY = {
+    "mlp": dict(input_shape=(8, 8, 1), num_classes=3, hidden=(16,)),
+    "lenet": dict(input_shape=(8, 8, 3), num_classes=4),
+    "convnet": dict(input_shape=(9, 9, 3), num_classes=4, width=2),
+    "resnet18": dict(input_shape=(8, 8, 3), num_classes=4, width=2),
+    "resnet20": dict(input_shape=(8, 8, 3), num_classes=4, width=2),
+    "two_layer": dict(input_shape=(4, 4, 1), width=32),
+}
+
+
+def _setup(name, key, b=3):
+  v = models.make_victim(name, **TINY[name])
+  variables = victim_lib.init_variables(v, key)
+  kx, ky = jax.random.split(jax.random.fold_in(key, 1))
+  xs = jax.random.uniform(kx, (b,) + v.input_shape)
+  if v.loss == "squared":
+    ys = jax.random.normal(ky, (b,))
+  else:
+    ys = jax.random.randint(ky, (b,), 0, v.num_classes)
+  return v, variables, xs, ys
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_per_example_grads_match_loop_and_batch(name, key):
+  v, variables, xs, ys = _setup(name, key)
+  params, state = victim_lib.split(variables)
+  pe = jax.jit(victim_lib.per_example_grads, static_argnums=(0,))(
+      v, params, state, xs, ys)
+  for i in range(xs.shape[0]):
+    gi = jax.grad(victim_lib.batch_loss, argnums=1)(
+        v, params, state, xs[i:i + 1], ys[i:i + 1])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(
+        a[i], b, rtol=2e-4, atol=1e-6), pe, gi)
+  batch = victim_lib.batch_grad(v, params, state, xs, ys)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a.mean(0), b, rtol=2e-4, atol=1e-6), pe, batch)
+
+
+def test_chunked_per_example_grads_equal_unchunked(key):
+  v, variables, xs, ys = _setup("lenet", key, b=4)
+  params, state = victim_lib.split(variables)
+  full = victim_lib.per_example_grads(v, params, state, xs, ys)
+  chunked = jax.jit(victim_lib.per_example_grads, static_argnums=(0, 5))(
+      v, params, state, xs, ys, 2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-7),
+               full, chunked)
+  with pytest.raises(ValueError, match="multiple of chunk_size"):
+    victim_lib.per_example_grads(v, params, state, xs, ys, 3)
+
+
+def test_param_counts_match_breaching():
+  # Reference counts of breaching's CIFAR models (breaching.md section 1.2).
+  counts = {"lenet": 15_826, "convnet": 2_904_970, "resnet18": 11_173_962}
+  for name, want in counts.items():
+    v = models.make_victim(name)
+    shapes = jax.eval_shape(
+        lambda v=v: victim_lib.init_variables(v, jax.random.key(0)))
+    got = sum(np.prod(x.shape) for x in jax.tree.leaves(shapes["params"]))
+    assert got == want, name
+
+
+def test_lenet_uniform_init_range(key):
+  v = models.make_victim("lenet", input_shape=(8, 8, 3))
+  params = victim_lib.init_variables(v, key)["params"]
+  for leaf in jax.tree.leaves(params):
+    assert float(jnp.max(jnp.abs(leaf))) <= 0.5
+
+
+def test_batchnorm_train_mode_uses_batch_statistics(key):
+  v, variables, xs, _ = _setup("resnet20", key, b=4)
+  eval_out = v.apply(variables, xs)
+  train_out = v.apply(variables, xs, train=True)
+  assert eval_out.shape == train_out.shape == (4, 4)
+  assert not np.allclose(eval_out, train_out)
+
+
+def test_features_feed_the_head(key):
+  v, variables, xs, _ = _setup("lenet", key)
+  feats = v.features(variables, xs)
+  head = variables["params"]["head"]
+  np.testing.assert_allclose(feats @ head["kernel"] + head["bias"],
+                             v.apply(variables, xs), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_model_and_bad_config():
+  with pytest.raises(ValueError, match="unknown model 'vgg'"):
+    models.make_victim("vgg")
+  with pytest.raises(ValueError, match="bad config for model 'lenet'"):
+    models.make_victim("lenet", depth=3)
+  with pytest.raises(ValueError, match="unknown activation"):
+    models.make_victim("mlp", activation="swishy")
+
+
+def test_check_images_names_expected_shape(key):
+  v = models.make_victim("lenet", input_shape=(8, 8, 3))
+  with pytest.raises(ValueError, match=r"expects \[B, 8, 8, 3\]"):
+    victim_lib.check_images(v, jnp.zeros((2, 8, 8, 1)))
