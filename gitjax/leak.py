@@ -36,6 +36,9 @@ class Leak:
       unknown).
     input_shape: shape of one example; ``num_classes``: number of outputs.
     num_clients: how many clients' messages were averaged.
+    mean, std: the per-channel normalization the victim's inputs went
+      through (x_victim = (x01 - mean) / std); attacks use it for the box
+      [(0 - mean) / std, (1 - mean) / std] and to map results back to [0, 1].
   """
   model: str
   model_config: dict
@@ -49,6 +52,8 @@ class Leak:
   input_shape: tuple
   num_classes: int
   num_clients: int = 1
+  mean: tuple = (0.0,)
+  std: tuple = (1.0,)
 
   @property
   def params(self):
@@ -101,7 +106,7 @@ def discrepant_variables(victim, variables, xs, ys, key, spec):
 def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
              protocol_config=None, defense=None, labels_shared=False,
              defense_known=True, discrepancy=None, num_clients=1,
-             tell_batch_size=True, chunk_size=None):
+             tell_batch_size=True, chunk_size=None, mean=(0.0,), std=(1.0,)):
   """Plays one round and returns (Leak, GroundTruth).
 
   Args:
@@ -118,6 +123,7 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
     num_clients: K; the message is the mean of the K clients' messages.
     tell_batch_size: whether the attacker is told B.
     chunk_size: per-example gradient chunk (DP-SGD).
+    mean, std: the normalization already applied to ``xs`` (recorded only).
   """
   victim_lib.check_images(victim, xs)
   if xs.shape[0] != ys.shape[0]:
@@ -161,8 +167,19 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
       labels=ys if labels_shared else None,
       defense=spec if defense_known else [],
       input_shape=tuple(victim.input_shape), num_classes=victim.num_classes,
-      num_clients=num_clients)
+      num_clients=num_clients, mean=tuple(mean), std=tuple(std))
   return leak, GroundTruth(images=xs, labels=ys, client_variables=client_vars)
+
+
+def box(leak: Leak) -> tuple[jax.Array, jax.Array]:
+  """The [0, 1] pixel box in the victim's input space, per channel."""
+  mean, std = jnp.asarray(leak.mean), jnp.asarray(leak.std)
+  return (0.0 - mean) / std, (1.0 - mean) / std
+
+
+def to_unit_range(leak: Leak, x: jax.Array) -> jax.Array:
+  """Maps victim-space inputs back to [0, 1] pixels (for scoring)."""
+  return x * jnp.asarray(leak.std) + jnp.asarray(leak.mean)
 
 
 def validate(leak: Leak, victim) -> None:
