@@ -1,0 +1,35 @@
+r"""Per-example gradient throughput: vmap against a Python loop of jax.grad.
+
+python -m launch.benchmark --config=configs/benchmarks/per_example_grads.py \
+    --workdir=/tmp/gitjax/bench_peg
+
+ConvNet (width 64) and ResNet-18 (width 64) at batch 64 on 32x32x3, random
+inputs. Reports examples/s for vmapped per-example gradients (chunked and
+not) and for a loop of jitted single-example jax.grad calls, plus peak memory
+(device memory stats on GPU/TPU; process max RSS on CPU). Results in
+BUILD_NOTES.md.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, smoke=False)
+  config = common.base_config()
+  config.benchmark = "per_example_grads"
+  config.models = ("convnet", "resnet18")
+  config.width = 64
+  config.batch_size = 64
+  config.chunk_size = 16
+  config.image_size = 32
+  config.repeats = 3
+  config.loop_examples = 16  # The Python loop is timed on a prefix.
+  if arg.smoke:
+    config.models = ("lenet",)
+    config.width = 4
+    config.batch_size = 4
+    config.chunk_size = 2
+    config.image_size = 8
+    config.repeats = 1
+    config.loop_examples = 2
+  return config

@@ -1,0 +1,53 @@
+"""Shared config pieces: argument parsing and the default experiment."""
+
+import ml_collections as mlc
+
+
+def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
+  """Parses big_vision-style config args: ``configs/x.py:batch=4,smoke=True``.
+
+  Every key must be one of ``defaults``; values are converted to the type of
+  the default (bools accept True/False/1/0).
+  """
+  out = mlc.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(","):
+    if not item:
+      continue
+    if "=" not in item:
+      raise ValueError(f"config arg {item!r} is not key=value")
+    k, v = item.split("=", 1)
+    if k not in defaults:
+      raise ValueError(f"unknown config arg {k!r}; known: {sorted(defaults)}")
+    d = defaults[k]
+    if isinstance(d, bool):
+      if v not in ("True", "False", "true", "false", "1", "0"):
+        raise ValueError(f"config arg {k!r} must be a bool, got {v!r}")
+      out[k] = v in ("True", "true", "1")
+    elif d is None:
+      out[k] = v
+    else:
+      out[k] = type(d)(v)
+  return out
+
+
+def base_config() -> mlc.ConfigDict:
+  """The default experiment: embedded data, random-init LeNet, FedSGD, IG."""
+  config = mlc.ConfigDict()
+  config.seed = 0
+  config.data = dict(
+      name="embedded", data_dir=mlc.config_dict.placeholder(str), split="test", image_size=32,
+      channels=3, batch_size=1, num_clients=1, mean=(0.0,), std=(1.0,),
+      classes=mlc.config_dict.placeholder(tuple), distinct_labels=False,
+      index=mlc.config_dict.placeholder(tuple), options={})
+  config.victim = dict(name="lenet")
+  config.victim_seed = 0
+  config.leak = dict(protocol="fedsgd", protocol_config={}, defense=[],
+                     labels_shared=False, defense_known=True,
+                     discrepancy=None, tell_batch_size=True)
+  config.attack = dict(name="ig")
+  config.eval = dict(data_range=1.0,
+                     lpips_net=mlc.config_dict.placeholder(str))
+  config.overwrite = False
+  return config
