@@ -164,7 +164,7 @@ def _save_pictures(workdir, case, rec, result):
   report.save_grid(os.path.join(workdir, "grid.png"),
                    [np.asarray(x).reshape(shape), x_hat],
                    row_titles=["ground truth", "reconstruction"],
-                   column_titles=titles)
+                   image_titles=[None, titles])
 
 
 def run_benchmark(config: mlc.ConfigDict, workdir: str) -> dict:
