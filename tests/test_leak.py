@@ -103,3 +103,23 @@ def test_bad_inputs_have_clear_errors(key):
   missing = {k: m for k, m in leak.message.items() if k != "head"}
   with pytest.raises(ValueError, match="missing"):
     leak_lib.validate(dataclasses.replace(leak, message=missing), v)
+
+
+def test_sharded_clients_equal_mean_of_clients(key):
+  v, variables, _, _ = _setup(key)
+  n = jax.device_count()
+  assert n == 8  # conftest asks for 8 virtual CPU devices.
+  xs = jax.random.uniform(key, (n, 2, 8, 8, 3))  # [K, B, ...]
+  ys = jnp.arange(2 * n).reshape(n, 2) % 4
+  params, state = victim_lib.split(variables)
+  mesh = jax.make_mesh((n,), ("data",))
+  cfg = dict(lr=0.1)
+  got = protocols.sharded_multi_client_message(
+      v, params, state, xs, ys, "fedavg", cfg, mesh)
+  want = protocols.multi_client_message(v, params, state, xs, ys, "fedavg",
+                                        cfg)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-7), got, want)
+  with pytest.raises(ValueError, match="do not split over 8 devices"):
+    protocols.sharded_multi_client_message(v, params, state, xs[:3], ys[:3],
+                                           "fedavg", cfg, mesh)
