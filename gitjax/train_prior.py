@@ -1,0 +1,320 @@
+"""Trains a generative prior (WGAN-GP) for the generative attacks.
+
+``train_and_evaluate(config, workdir)`` trains ``config.generator`` against a
+``generators.Critic`` with the WGAN-GP loss (Gulrajani et al. 2017) on a
+gitjax dataset, and writes into ``workdir``:
+
+* ``config.json``: the training config (``load_generator`` rebuilds from it);
+* ``checkpoints/``: Orbax checkpoints of the whole training state; a run
+  started again on the same workdir resumes where it stopped, identically
+  (batches and noise are functions of the seed and the step);
+* ``samples_<step>.png``: grids of 64 samples from fixed latents;
+* ``metrics.jsonl``: one line of losses per log step, and ``losses.png``.
+
+One training step is one jitted function: ``n_critic`` critic updates (each
+with its own real batch and a gradient penalty computed with ``jax.grad``)
+followed by one generator update.
+
+Besides the losses, ``coverage_mse`` tracks the generator as a prior: the
+mean over held-out real images of the smallest MSE (on [-1, 1]) to any of a
+fixed set of samples. Lower is better; it is what a latent search can reach
+without optimizing.
+"""
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+
+from gitjax import checkpoint as ckpt_lib
+from gitjax import data as data_lib
+from gitjax import generators as gen_lib
+from gitjax import report
+
+
+class Models(NamedTuple):
+  gen: gen_lib.Generator
+  critic: gen_lib.CriticFns
+  gen_tx: optax.GradientTransformation
+  critic_tx: optax.GradientTransformation
+
+
+def _plain(x):
+  return x.to_dict() if hasattr(x, "to_dict") else dict(x)
+
+
+def make_models(config) -> Models:
+  """The generator, critic and their optimizers described by ``config``."""
+  gkw = _plain(config.generator)
+  name = gkw.pop("name")
+  gen = gen_lib.make_generator(name, **gkw)
+  size, _, channels = gen.image_shape
+  critic = gen_lib.make_critic(config.critic.width, size, channels)
+  opt = _plain(config.optimizer)
+  gen_tx = optax.adam(opt["lr_generator"], b1=opt["b1"], b2=opt["b2"])
+  critic_tx = optax.adam(opt["lr_critic"], b1=opt["b1"], b2=opt["b2"])
+  return Models(gen, critic, gen_tx, critic_tx)
+
+
+def create_train_state(models: Models, key) -> dict:
+  kg, kc = jax.random.split(key)
+  gen_vars = models.gen.init(kg)
+  critic_vars = models.critic.init(kc)
+  return {
+      "gen": gen_vars,
+      "critic": critic_vars,
+      "gen_opt": models.gen_tx.init(gen_vars["params"]),
+      "critic_opt": models.critic_tx.init(critic_vars["params"]),
+      "step": jnp.zeros((), jnp.int32),
+  }
+
+
+def _critic_loss(models, critic_params, real, fake, key, gp_weight, drift):
+  apply = lambda x: models.critic.apply({"params": critic_params}, x)
+  d_real, d_fake = apply(real), apply(fake)
+  eps = jax.random.uniform(key, (real.shape[0], 1, 1, 1))
+  mix = eps * real + (1.0 - eps) * fake
+  g = jax.grad(lambda x: jnp.sum(apply(x)))(mix)  # Per example: [B, ...].
+  norms = jnp.sqrt(jnp.sum(jnp.square(g), axis=(1, 2, 3)) + 1e-12)
+  gp = jnp.mean(jnp.square(norms - 1.0))
+  wasserstein = jnp.mean(d_real) - jnp.mean(d_fake)
+  loss = -wasserstein + gp_weight * gp + drift * jnp.mean(jnp.square(d_real))
+  return loss, (wasserstein, gp)
+
+
+@functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(1,))
+def train_step(models: Models, state: dict, reals: jax.Array, key,
+               gp_weight: float = 10.0, drift: float = 1e-3):
+  """One WGAN-GP step: len(reals) critic updates, then one generator update.
+
+  Args:
+    models: the generator, critic and optimizers (static).
+    state: the training state (``create_train_state``); donated.
+    reals: [n_critic, B, H, W, C] real batches in [-1, 1].
+    key: this step's randomness.
+    gp_weight: gradient penalty weight (10 in WGAN-GP).
+    drift: weight of E[D(real)^2], which keeps the critic's outputs bounded.
+
+  Returns:
+    (new state, metrics dict of scalars).
+  """
+  gen = models.gen
+  b = reals.shape[1]
+  k_critic, k_gen = jax.random.split(key)
+
+  def critic_update(carry, inp):
+    cparams, copt = carry
+    real, k = inp
+    kz, ke = jax.random.split(k)
+    z = jax.random.normal(kz, (b, gen.latent_dim))
+    fake, _ = gen.apply(state["gen"], z, train=True)
+    fake = jax.lax.stop_gradient(fake)
+    (loss, (w, gp)), grads = jax.value_and_grad(_critic_loss, argnums=1,
+                                                has_aux=True)(
+        models, cparams, real, fake, ke, gp_weight, drift)
+    updates, copt = models.critic_tx.update(grads, copt, cparams)
+    return (optax.apply_updates(cparams, updates), copt), (loss, w, gp)
+
+  keys = jax.random.split(k_critic, reals.shape[0])
+  carry = (state["critic"]["params"], state["critic_opt"])
+  for i in range(reals.shape[0]):  # Unrolled: XLA:CPU runs a scan slowly.
+    carry, (c_loss, w, gp) = critic_update(carry, (reals[i], keys[i]))
+  cparams, copt = carry
+
+  def gen_loss(gparams):
+    z = jax.random.normal(k_gen, (b, gen.latent_dim))
+    variables = {**state["gen"], "params": gparams}
+    fake, upd = gen.apply(variables, z, train=True)
+    d_fake = models.critic.apply({"params": cparams}, fake)
+    return -jnp.mean(d_fake), upd
+
+  (g_loss, upd), grads = jax.value_and_grad(gen_loss, has_aux=True)(
+      state["gen"]["params"])
+  updates, gopt = models.gen_tx.update(grads, state["gen_opt"],
+                                       state["gen"]["params"])
+  gparams = optax.apply_updates(state["gen"]["params"], updates)
+  new_state = {
+      "gen": {**state["gen"], **upd, "params": gparams},
+      "critic": {**state["critic"], "params": cparams},
+      "gen_opt": gopt,
+      "critic_opt": copt,
+      "step": state["step"] + 1,
+  }
+  metrics = {"critic_loss": c_loss, "wasserstein": w, "gp": gp,
+             "gen_loss": g_loss}
+  return new_state, metrics
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int,
+                  n_critic: int) -> np.ndarray:
+  """[n_critic, B] example indices of a step: a pure function of the step.
+
+  Epochs are fresh permutations seeded by (seed, epoch), so a resumed run
+  sees the same batches as an uninterrupted one.
+  """
+  per_epoch = n // batch_size
+  out = []
+  for i in range(step * n_critic, (step + 1) * n_critic):
+    epoch, j = divmod(i, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    out.append(perm[j * batch_size:(j + 1) * batch_size])
+  return np.stack(out)
+
+
+def generate(gen: gen_lib.Generator, variables, z) -> jax.Array:
+  """Eval-mode samples in [-1, 1]."""
+  return gen.apply(variables, z, train=False)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def coverage_mse(gen: gen_lib.Generator, variables, z, reals) -> jax.Array:
+  """Mean over reals of the smallest MSE to a sample G(z) (all in [-1, 1])."""
+  fakes = generate(gen, variables, z).reshape(z.shape[0], -1)  # [S, D]
+  r = reals.reshape(reals.shape[0], -1)  # [R, D]
+  d = (jnp.sum(r * r, 1)[:, None] - 2 * r @ fakes.T
+       + jnp.sum(fakes * fakes, 1)[None]) / r.shape[1]
+  return jnp.mean(jnp.min(d, axis=1))
+
+
+def load_data(config) -> data_lib.Dataset:
+  d = _plain(config.data)
+  ds = data_lib.load(
+      d["name"], data_dir=d.get("data_dir"), split=d.get("split", "train"),
+      image_size=d.get("image_size"), channels=d.get("channels"),
+      limit=d.get("limit"), **dict(d.get("options") or {}))
+  return ds
+
+
+def _check(config, ds, gen):
+  if tuple(ds.images.shape[1:]) != tuple(gen.image_shape):
+    raise ValueError(
+        f"dataset images have shape {tuple(ds.images.shape[1:])} but the "
+        f"generator makes {gen.image_shape}; set config.data.image_size/"
+        "channels or the generator's image_size/channels to match")
+  need = config.batch_size + config.holdout
+  if len(ds.images) < need:
+    raise ValueError(f"dataset has {len(ds.images)} images; training needs "
+                     f"at least batch_size + holdout = {need}")
+
+
+def _save_samples(workdir, name, images):
+  rows = np.asarray(images).reshape((8, -1) + images.shape[1:])
+  report.save_grid(os.path.join(workdir, name), list(rows),
+                   value_range=(-1.0, 1.0), cell_px=48)
+
+
+def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
+  """Trains (or resumes) a generator; returns the final metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  report.setup_logging(workdir)
+  report.write_json(workdir, "config.json", config.to_dict())
+  models = make_models(config)
+  ds = load_data(config)
+  _check(config, ds, models.gen)
+  images = ds.images * 2.0 - 1.0  # [N, H, W, C] in [-1, 1].
+  holdout = jnp.asarray(images[-config.holdout:])
+  train = images[:-config.holdout]
+  root = jax.random.key(config.seed)
+  k_init, k_fixed, k_steps = jax.random.split(root, 3)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                               every=config.checkpoint_every,
+                               keep=config.keep_checkpoints)
+  state, start = ckpt.restore_or(create_train_state(models, k_init))
+  if start:
+    logging.info("Resumed from step %d in %s", start, workdir)
+  z_fixed = jax.random.normal(k_fixed, (64, models.gen.latent_dim))
+  z_cover = jax.random.normal(jax.random.fold_in(k_fixed, 1),
+                              (config.coverage_samples,
+                               models.gen.latent_dim))
+  t0 = time.time()
+  metrics, history = {}, []
+  bar = report.progress(range(start, config.steps), "train_prior",
+                        log_every=config.log_every,
+                        disable=not config.get("progress", True))
+  with bar:
+    for step in bar:
+      idx = batch_indices(len(train), config.batch_size, config.seed, step,
+                          config.n_critic)
+      state, metrics = train_step(
+          models, state, jnp.asarray(train[idx]),
+          jax.random.fold_in(k_steps, step), config.gp_weight, config.drift)
+      bar.record(**metrics)
+      done = step + 1
+      if done % config.log_every == 0 or done == config.steps:
+        m = {k: float(v) for k, v in metrics.items()}
+        m["coverage_mse"] = float(coverage_mse(models.gen, state["gen"],
+                                               z_cover, holdout))
+        m["step"], m["seconds"] = done, time.time() - t0
+        history.append(m)
+        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+          f.write(json.dumps(m) + "\n")
+        if not all(np.isfinite(v) for v in m.values()):
+          raise FloatingPointError(f"training diverged at step {done}: {m}")
+      if config.sample_every and done % config.sample_every == 0:
+        _save_samples(workdir, f"samples_{done:06d}.png",
+                      generate(models.gen, state["gen"], z_fixed))
+      ckpt.save(done, state)
+      if config.max_minutes and time.time() - t0 > 60 * config.max_minutes:
+        logging.info("Stopping at step %d: max_minutes=%s reached", done,
+                     config.max_minutes)
+        break
+  if ckpt.latest_step() != int(state["step"]):
+    ckpt.save(int(state["step"]), state, force=True)
+  ckpt.close()
+  _save_samples(workdir, "samples_final.png",
+                generate(models.gen, state["gen"], z_fixed))
+  if history:
+    report.plot_curves(
+        os.path.join(workdir, "losses.png"), [h["step"] for h in history],
+        {k: [h[k] for h in history]
+         for k in ("wasserstein", "gen_loss", "coverage_mse")},
+        "generator step", "value")
+  final = {
+      "step": int(state["step"]),
+      "coverage_mse": float(coverage_mse(models.gen, state["gen"], z_cover,
+                                         holdout)),
+      "seconds": time.time() - t0,
+      **({k: float(v) for k, v in metrics.items()}),
+  }
+  report.write_json(workdir, "final.json", final)
+  logging.info("Final: %s", final)
+  return final
+
+
+def load_generator(workdir: str) -> tuple[gen_lib.Generator, Any]:
+  """Rebuilds a trained generator from its run directory.
+
+  Returns:
+    (generator, its variables) from the latest checkpoint of ``workdir``.
+
+  Raises:
+    FileNotFoundError: if ``workdir`` holds no config.json or checkpoint.
+  """
+  if not workdir:
+    raise ValueError("generator_dir is not set: train a prior with "
+                     "`python -m launch.train_prior` and pass its workdir")
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} not found: generator_dir must be the workdir of a "
+        "launch.train_prior run")
+  with open(path) as f:
+    config = mlc.ConfigDict(json.load(f))
+  models = make_models(config)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = ckpt.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  like = jax.eval_shape(lambda: create_train_state(models,
+                                                   jax.random.key(0)))
+  state = ckpt.restore(step, like)
+  ckpt.close()
+  return models.gen, state["gen"]
