@@ -1,0 +1,174 @@
+"""The gradient-matching engine, DLG and Inverting Gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gitjax import attacks
+from gitjax import leak as leak_lib
+from gitjax import models
+from gitjax import victim as victim_lib
+from gitjax.attacks import gradient_matching as gm
+from gitjax.attacks import matching
+
+
+def _psnr(a, b):
+  a = np.clip(np.asarray(a), 0, 1)
+  return 10 * np.log10(1 / np.mean(np.square(a - np.asarray(b))))
+
+
+def _leak(key, name="lenet", b=1, shape=(8, 8, 1), num_classes=4, **kw):
+  v = models.make_victim(name, input_shape=shape, num_classes=num_classes,
+                         **kw.pop("model", {}))
+  variables = victim_lib.init_variables(v, key)
+  xs = jax.random.uniform(jax.random.fold_in(key, 1), (b,) + shape)
+  ys = jnp.arange(b) % num_classes
+  leak, truth = leak_lib.simulate(v, variables, xs, ys,
+                                  jax.random.fold_in(key, 2), **kw)
+  return v, leak, truth
+
+
+def test_dlg_recovers_tiny_image_and_label(key):
+  v, leak, truth = _leak(key)
+  rec = gm.dlg(leak, v, dict(iterations=100, restarts=2, progress=False),
+               jax.random.key(3))
+  assert _psnr(rec.images, truth.images) > 30
+  assert rec.info["label_source"] == "joint"
+  np.testing.assert_array_equal(rec.labels, truth.labels)
+  assert rec.info["loss"] < 1e-4
+
+
+def test_ig_gradient_distance_falls_and_box_holds(key):
+  v, leak, truth = _leak(key, b=2)
+  rec = attacks.get("ig")(leak, v, dict(iterations=60, chunk=20,
+                                        progress=False), key)
+  losses = [h[0] for h in rec.info["history"]["loss"]]
+  assert len(losses) == 3 and losses[-1] < 0.5 * losses[0]
+  assert rec.images.shape == truth.images.shape
+  assert float(rec.images.min()) >= 0.0 and float(rec.images.max()) <= 1.0
+  assert rec.info["label_source"] == "llg"
+  np.testing.assert_array_equal(np.sort(rec.labels), np.sort(truth.labels))
+
+
+def _quadratic(v, target):
+  return jnp.sum(jnp.square(v - target))
+
+
+def test_restarts_are_vmapped_and_the_best_is_picked():
+  init = jnp.asarray([[5.0], [0.5], [-3.0]])  # [R=3, 1]
+  s = matching.make_settings(optimizer="sgd", signed=False, lr=0.05,
+                             schedule="constant", iterations=5,
+                             progress=False)
+  best, info = matching.optimize(_quadratic, init, s, jnp.asarray([1.0]))
+  assert info["restarts"] == 3 and info["best_trial"] == 1
+  assert info["trial_losses"][1] == min(info["trial_losses"])
+  assert abs(float(best[0]) - 1.0) < 0.5
+  assert info["nonfinite_trials"] == []
+
+
+def _log_loss(v, data):
+  del data
+  return jnp.sum(jnp.square(v - 1.0)) + 0.0 * jnp.sum(jnp.log(v))
+
+
+def test_nonfinite_trial_is_masked_and_reported():
+  init = jnp.asarray([[-0.5], [3.0], [2.0]])  # log(-0.5) is NaN.
+  s = matching.make_settings(optimizer="adam", signed=False, lr=0.1,
+                             schedule="constant", iterations=40,
+                             progress=False)
+  best, info = matching.optimize(_log_loss, init, s)
+  assert info["nonfinite_trials"] == [0] and info["died_at"][0] == 0
+  assert info["trial_losses"][0] == float("inf")
+  assert info["best_trial"] in (1, 2) and np.isfinite(info["loss"])
+  assert all(np.isfinite(info["final_losses"][1:]))
+  assert abs(float(best[0]) - 1.0) < 0.5
+
+
+def test_fedavg_objective_unrolls_local_steps(key):
+  cfg = dict(lr=0.1, epochs=2, local_batch_size=1)
+  v, leak, truth = _leak(key, name="mlp", b=2, protocol="fedavg",
+                         protocol_config=cfg, model=dict(hidden=(8,)))
+  s = matching.make_settings(objective="l2", progress=False)
+  problem = matching.make_problem(leak, v, s)
+  data = matching.make_data(leak, truth.labels)
+  # Replaying the client's 4 local steps on its images gives the update.
+  assert float(problem({"x": truth.images}, data)) < 1e-10
+  g = jax.grad(lambda x: problem({"x": x}, data))(truth.images + 0.1)
+  assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+  # A one-step model of the same update does not match: the steps matter.
+  one = leak_lib.dataclasses.replace(leak, protocol_config=dict(lr=0.1))
+  data1 = matching.make_data(one, truth.labels)
+  p1 = matching.make_problem(one, v, s)
+  assert float(p1({"x": truth.images}, data1)) > 1e-6
+
+
+@pytest.mark.parametrize("defense", [
+    dict(name="prune", rate=0.5), dict(name="clip", max_norm=1e-3),
+    [dict(name="clip_per_layer", max_norm=1e-3),
+     dict(name="gaussian", sigma=0.0)]])
+def test_known_defense_is_modeled(key, defense):
+  v, leak, truth = _leak(key, b=2, defense=defense)
+  s = matching.make_settings(objective="l2", progress=False)
+  problem = matching.make_problem(leak, v, s)
+  assert float(problem({"x": truth.images},
+                       matching.make_data(leak, truth.labels))) < 1e-12
+
+
+def test_bn_prior_reads_every_batchnorm_layer(key):
+  v = models.make_victim("convnet", input_shape=(12, 12, 3), num_classes=4,
+                         width=2)
+  variables = victim_lib.init_variables(v, key)
+  xs = jax.random.uniform(key, (2, 12, 12, 3))
+  stats = matching.bn_statistics(v, variables, xs)
+  assert len(stats) == 8 and stats[0][0].shape == (2,)
+  np.testing.assert_allclose(stats[0][2], 0.0)  # Running mean at init.
+  np.testing.assert_allclose(stats[0][3], 1.0)  # Running var at init.
+  g = jax.jit(jax.grad(lambda x: matching.bn_prior(v, variables, x)))(xs)
+  assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_render_and_penalty_api(key):
+  v, leak, truth = _leak(key)
+  # GI-SMN-style: optimize a latent through render(); GIT-style: penalty.
+  latent = jnp.zeros((2, 1, 8 * 8))  # [R, 1, D]
+  render = lambda z, aux: jax.nn.sigmoid(z).reshape((1, 8, 8, 1))
+  prox = lambda z, x, aux: 1e-3 * jnp.sum(jnp.square(x - aux))
+  res = matching.run(
+      leak, v, latent, truth.labels,
+      dict(iterations=20, tv=1e-3, progress=False),
+      render=render, penalty=prox, aux=truth.images)
+  assert res.images.shape == (1, 8, 8, 1)
+  assert res.variables.shape == (1, 8 * 8)
+  first = res.info["history"]["loss"][0][0]
+  assert res.loss < first
+
+
+def test_bad_inputs_raise_clear_errors(key):
+  v, leak, _ = _leak(key)
+  cfg = dict(iterations=1, progress=False)
+  with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+    gm.attack(leak, v, dict(cfg, optimizer="rmsprop"), key)
+  with pytest.raises(ValueError, match="unknown distance 'cos2'"):
+    gm.attack(leak, v, dict(cfg, objective="cos2"), key)
+  with pytest.raises(ValueError, match=r"unknown attack config key\(s\) "
+                     r"\['step_size'\]"):
+    gm.attack(leak, v, dict(cfg, step_size=1), key)
+  with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+    gm.attack(leak, v, dict(cfg, schedule="linear"), key)
+  with pytest.raises(ValueError, match="unknown init 'noise'"):
+    gm.attack(leak, v, dict(cfg, init="noise"), key)
+  with pytest.raises(ValueError, match="unknown labels mode 'guess'"):
+    gm.attack(leak, v, dict(cfg, labels="guess"), key)
+  with pytest.raises(ValueError, match="unknown attack 'dlg2'"):
+    attacks.get("dlg2")
+  with pytest.raises(ValueError, match="bn_prior needs a victim with "
+                     "BatchNorm; 'lenet'"):
+    gm.attack(leak, v, dict(cfg, bn_prior=1.0), key)
+  other = models.make_victim("lenet", input_shape=(8, 8, 1), num_classes=4,
+                             channels=3)
+  with pytest.raises(ValueError, match="shape"):
+    gm.attack(leak, other, cfg, key)
+  hidden = leak_lib.dataclasses.replace(leak, batch_size=None)
+  with pytest.raises(ValueError, match="set attack.batch_size"):
+    gm.attack(hidden, v, cfg, key)
