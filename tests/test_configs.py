@@ -1,0 +1,37 @@
+"""Every config file builds; smoke variants build too; unknown args fail."""
+
+import glob
+import importlib
+import inspect
+import os
+
+import ml_collections as mlc
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FILES = sorted(
+    p for p in glob.glob(os.path.join(_ROOT, "configs", "**", "*.py"),
+                         recursive=True)
+    if not os.path.basename(p).startswith("__")
+    and os.path.basename(p) != "common.py")
+
+
+def _module(path):
+  rel = os.path.relpath(path, _ROOT)[:-3].replace(os.sep, ".")
+  return importlib.import_module(rel)
+
+
+@pytest.mark.parametrize("path", _FILES, ids=lambda p: os.path.relpath(
+    p, os.path.join(_ROOT, "configs")))
+def test_config_builds(path):
+  mod = _module(path)
+  config = mod.get_config()
+  assert isinstance(config, mlc.ConfigDict)
+  assert mod.__doc__ and "python -m" in mod.__doc__, (
+      "config docstrings give the command that runs them")
+  src = inspect.getsource(mod.get_config)
+  if "smoke" in src:
+    assert isinstance(mod.get_config("smoke=True"), mlc.ConfigDict)
+  if "parse_arg" in src:
+    with pytest.raises(ValueError, match="unknown config arg"):
+      mod.get_config("no_such_arg=1")
