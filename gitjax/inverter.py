@@ -1,0 +1,522 @@
+"""Gradient inverters: GIT (built from the victim's layers) and LTI.
+
+An inverter is a Linen module mapping a batch of N leaked messages (a
+params-shaped tree whose leaves have a leading ``[N]`` axis) to N batches of
+B images in [0, 1]: ``module.apply(variables, grads, labels) -> [N, B, H, W,
+C]``. ``labels`` is ``[N, B, num_classes]`` one-hot when the client shares its
+labels, else None.
+
+**GIT (Coarse-GIT).** ``victim_layers`` traces the victim once (abstractly,
+with ``flax.linen.intercept_methods``) and records every Dense and Conv layer in
+call order: its parameter path, input and output shapes, and conv geometry.
+Layers are grouped by their top-level module (one group per layer for MLP,
+LeNet and ConvNet; one per residual block for ResNets). The inverter chains
+one block per group in reverse order; each block takes its layers' weight and
+bias gradients and the previous block's estimate (of the group's output) and
+returns an estimate of the group's input:
+
+* Dense layer, kernel gradient G ``[F_in, F_out]``, bias gradient d: for one
+  example G = h d^T, so h = G d / |d|^2 exactly (the backprop identity);
+  the block also back-projects learned error directions, G @ M.
+* Conv layer, kernel gradient ``[k, k, C_in, C_out]``: a small conv net
+  predicts ``heads`` error maps delta ``[H_out, W_out, C_out]`` from the
+  previous estimate and the bias gradient; the block back-projects them
+  through the transposed convolution whose kernel is the leaked gradient,
+  the conv analogue of G d. Together with the upsampled previous estimate and
+  summaries of the kernel gradient, a residual conv stack yields the
+  estimate of the layer input (``width`` channels per pixel).
+* Conv layers without a bias (ResNet) use the bias gradient of the
+  BatchNorm that follows them. A residual block adds a skip path from its
+  output estimate to its input estimate.
+
+Gradients are scale-normalized per tensor; the log-norms of all tensors
+(and the shared labels) form a conditioning vector given to every block.
+
+**LTI** (Wu et al. 2023): the flattened gradient, optionally count-sketched
+into ``int(P * sketch_rate)`` bins by a fixed random hash (no signs), goes
+through Linear-ReLU-Linear-ReLU-Linear-Sigmoid.
+"""
+
+import dataclasses
+import math
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gitjax import victim as victim_lib
+
+
+class LayerSpec(NamedTuple):
+  """One Dense or Conv layer of the victim, in call order."""
+  path: tuple  # Module path in the params tree, e.g. ("stage0_block0", "conv1").
+  kind: str  # "dense" or "conv".
+  kernel_shape: tuple  # [F_in, F_out] or [k, k, C_in, C_out].
+  bias_path: tuple | None  # Params path of the [C_out] bias-like gradient.
+  input_shape: tuple  # One example's input, e.g. (32, 32, 3) or (768,).
+  output_shape: tuple
+  conv: tuple | None  # (kernel_size, strides, padding, input_dilation,
+  #                     kernel_dilation, feature_group_count) for convs.
+
+
+class GroupSpec(NamedTuple):
+  """Layers under one top-level module (a layer, or a residual block)."""
+  name: str
+  layers: tuple  # LayerSpecs in call order.
+  input_shape: tuple
+  output_shape: tuple
+
+
+def _hashable(x):
+  if isinstance(x, (list, tuple)):
+    return tuple(_hashable(v) for v in x)
+  return x
+
+
+def victim_layers(victim: victim_lib.Victim) -> tuple[LayerSpec, ...]:
+  """Traces the victim's Dense/Conv layers (no computation: eval_shape).
+
+  Raises:
+    ValueError: if the victim is not a Linen model with Dense/Conv layers.
+  """
+  calls = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    m = context.module
+    if context.method_name == "__call__" and isinstance(
+        m, (nn.Dense, nn.Conv, nn.BatchNorm)):
+      calls.append((m, tuple(m.scope.path), args[0].shape[1:],
+                    out.shape[1:]))
+    return out
+
+  variables = jax.eval_shape(
+      lambda: victim_lib.init_variables(victim, jax.random.key(0)))
+
+  def run(v, x):
+    with nn.intercept_methods(interceptor):
+      return victim.apply(v, x)
+
+  jax.eval_shape(run, variables,
+                 jax.ShapeDtypeStruct((1,) + tuple(victim.input_shape),
+                                      jnp.float32))
+  params = variables["params"]
+  layers = []
+  for i, (m, path, shape_in, shape_out) in enumerate(calls):
+    if isinstance(m, nn.BatchNorm):
+      continue
+    node = params
+    for p in path:
+      node = node[p]
+    if "kernel" not in node:
+      continue
+    bias_path = path + ("bias",) if "bias" in node else None
+    if bias_path is None and i + 1 < len(calls):
+      nxt, npath = calls[i + 1][0], calls[i + 1][1]
+      bn = params
+      for p in npath:
+        bn = bn[p]
+      if isinstance(nxt, nn.BatchNorm) and "bias" in bn:
+        bias_path = npath + ("bias",)
+    conv = None
+    if isinstance(m, nn.Conv):
+      conv = _hashable((m.kernel_size, m.strides, m.padding, m.input_dilation,
+                        m.kernel_dilation, m.feature_group_count))
+      if m.feature_group_count != 1:
+        raise ValueError(f"GIT does not support grouped convolutions "
+                         f"({'/'.join(path)})")
+    layers.append(LayerSpec(
+        path=path, kind="conv" if conv else "dense",
+        kernel_shape=tuple(node["kernel"].shape), bias_path=bias_path,
+        input_shape=tuple(shape_in), output_shape=tuple(shape_out),
+        conv=conv))
+  if not layers:
+    raise ValueError(
+        f"GIT needs a Linen victim with Dense/Conv layers; {victim.name!r} "
+        "has none it can trace")
+  if len({l.path for l in layers}) != len(layers):
+    raise ValueError(f"victim {victim.name!r} calls a layer twice (weight "
+                     "sharing); GIT's reverse chain needs each layer once")
+  return tuple(layers)
+
+
+def victim_groups(victim: victim_lib.Victim) -> tuple[GroupSpec, ...]:
+  """Groups ``victim_layers`` by top-level module, in call order."""
+  groups: dict[str, list[LayerSpec]] = {}
+  for layer in victim_layers(victim):
+    groups.setdefault(layer.path[0], []).append(layer)
+  return tuple(
+      GroupSpec(name=name, layers=tuple(ls), input_shape=ls[0].input_shape,
+                output_shape=ls[-1].output_shape)
+      for name, ls in groups.items())
+
+
+# ---------------------------------------------------------------------------
+# Shape plumbing between blocks. A state is [N, F, c] ("vector": one c-vector
+# per element of a flat victim tensor) or [N, H, W, c] ("spatial").
+
+
+def fit(x: jax.Array, shape: tuple) -> jax.Array:
+  """Brings a state to the geometry of a victim tensor of ``shape``.
+
+  A flat tensor of the same size is reshaped (the victim flattens NHWC in C
+  order, so this is exact); a globally pooled one is broadcast (the adjoint
+  of mean pooling); spatial maps are resized; anything else is pooled and
+  broadcast.
+  """
+  n, c = x.shape[0], x.shape[-1]
+  if len(shape) == 1:
+    f = shape[0]
+    if x.ndim == 3 and x.shape[1] == f:
+      return x
+    pooled = x.reshape(n, -1, c).mean(axis=1)
+    return jnp.broadcast_to(pooled[:, None, :], (n, f, c))
+  h, w, ch = shape
+  if x.ndim == 3:
+    f = x.shape[1]
+    if f == h * w * ch:
+      return x.reshape(n, h, w, ch * c)
+    if f == ch:  # The input of a head after global average pooling.
+      return jnp.broadcast_to(x.reshape(n, 1, 1, f * c), (n, h, w, f * c))
+    pooled = x.mean(axis=1)
+    return jnp.broadcast_to(pooled[:, None, None, :], (n, h, w, c))
+  if x.shape[1:3] == (h, w):
+    return x
+  return jax.image.resize(x, (n, h, w, c), "linear")
+
+
+def _normalize(t: jax.Array, axes) -> tuple[jax.Array, jax.Array]:
+  """t / |t| over ``axes`` (per example) and log |t|."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(t), axis=axes, keepdims=True))
+  return t / (norm + 1e-20), jnp.log(norm + 1e-20)
+
+
+def _rms_normalize(t: jax.Array) -> jax.Array:
+  axes = tuple(range(1, t.ndim))
+  rms = jnp.sqrt(jnp.mean(jnp.square(t), axis=axes, keepdims=True))
+  return t / (rms + 1e-12)
+
+
+def _get(tree, path):
+  for p in path:
+    tree = tree[p]
+  return tree
+
+
+def _conv(x, kernel, conv):
+  """The victim layer's convolution (no bias) with another kernel."""
+  kernel_size, strides, padding, in_dil, k_dil, _ = conv
+  layer = nn.Conv(kernel.shape[-1], kernel_size, strides=strides,
+                  padding=padding, input_dilation=in_dil,
+                  kernel_dilation=k_dil, use_bias=False)
+  return layer.apply({"params": {"kernel": kernel}}, x)
+
+
+def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer: LayerSpec
+                 ) -> jax.Array:
+  """Transposed convolution of error maps with a (per-example) kernel.
+
+  Args:
+    kernel_grad: [N, k, k, C_in, C_out], one kernel per example.
+    deltas: [N, M, H_out, W_out, C_out], M error maps per example.
+    layer: the conv layer (geometry).
+
+  Returns:
+    [N, M, H_in, W_in, C_in]: the conv analogue of G @ delta.
+  """
+  def one(kernel, d):
+    x0 = jnp.zeros((d.shape[0],) + layer.input_shape, d.dtype)
+    _, vjp = jax.vjp(lambda x: _conv(x, kernel, layer.conv), x0)
+    return vjp(d)[0]
+  return jax.vmap(one)(kernel_grad, deltas)
+
+
+class ResUnit(nn.Module):
+  """Pre-norm residual unit: x + conv(gelu(conv(gelu(norm(x)))))."""
+  width: int
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.gelu(nn.LayerNorm()(x))
+    y = nn.gelu(nn.Conv(self.width, (3, 3))(y))
+    return x + nn.Conv(self.width, (3, 3),
+                       kernel_init=nn.initializers.zeros)(y)
+
+
+class DenseInverse(nn.Module):
+  """Inverts one Dense layer: state of its output -> state of its input."""
+  layer: LayerSpec
+  heads: int
+  channels: int
+
+  @nn.compact
+  def __call__(self, prev, kernel_grad, bias_grad, cond):
+    g = kernel_grad  # [N, F_in, F_out]
+    n, _, f_out = g.shape
+    d = bias_grad if bias_grad is not None else jnp.ones((n, f_out))
+    # The B=1 backprop identity h = G d / |d|^2, softly clipped for noise.
+    sq = jnp.sum(jnp.square(d), axis=-1)[:, None]
+    exact = jnp.einsum("nio,no->ni", g, d) / (sq + 1e-20)
+    exact = 10.0 * jnp.tanh(exact / 10.0)
+    g_n, g_log = _normalize(g, (1, 2))
+    d_n, d_log = _normalize(d, (1,))
+    dirs = self.param("directions", nn.initializers.normal(1.0),
+                      (f_out, self.heads))
+    deltas = d_n[:, :, None] * dirs[None]  # [N, F_out, heads]
+    if prev is not None:
+      prev = fit(prev, self.layer.output_shape)  # [N, F_out, c]
+      deltas = deltas + nn.Dense(self.heads)(
+          jnp.concatenate([prev, d_n[..., None] * math.sqrt(f_out)], -1))
+    back = _rms_normalize(jnp.einsum("nio,noh->nih", g_n, deltas))
+    glob = jnp.concatenate([cond, g_log.reshape(n, 1), d_log], -1)
+    if prev is not None:
+      glob = jnp.concatenate([glob, prev.mean(axis=1)], -1)
+    glob = nn.gelu(nn.Dense(self.channels)(glob))  # [N, c]
+    f_in = g.shape[1]
+    x = jnp.concatenate(
+        [exact[..., None], back,
+         jnp.broadcast_to(glob[:, None], (n, f_in, self.channels))], -1)
+    x = nn.gelu(nn.Dense(4 * self.channels)(x))
+    return nn.Dense(self.channels)(x)  # [N, F_in, c]
+
+
+class ConvInverse(nn.Module):
+  """Inverts one Conv layer: state of its output -> state of its input."""
+  layer: LayerSpec
+  heads: int
+  width: int
+  depth: int
+  max_dense_kernel: int
+
+  @nn.compact
+  def __call__(self, prev, kernel_grad, bias_grad, cond):
+    layer = self.layer
+    g = kernel_grad  # [N, k, k, C_in, C_out]
+    n = g.shape[0]
+    c_out = g.shape[-1]
+    h_in, w_in, c_in = layer.input_shape
+    h_out, w_out, _ = layer.output_shape
+    d = bias_grad if bias_grad is not None else jnp.ones((n, c_out))
+    g_n, g_log = _normalize(g, (1, 2, 3, 4))
+    d_n, d_log = _normalize(d, (1,))
+    summary = jnp.einsum("nabio,no->nabi", g_n, d_n).reshape(n, -1)
+    glob = [cond, g_log.reshape(n, 1), d_log, summary]
+    if g[0].size <= self.max_dense_kernel:
+      glob.append(nn.gelu(nn.Dense(self.width)(g_n.reshape(n, -1))))
+    glob = nn.gelu(nn.Dense(self.width)(jnp.concatenate(glob, -1)))
+    # Global features enter every conv as a per-channel bias (cheaper than
+    # broadcasting them as input channels).
+    glob = jnp.concatenate([glob, d_n * math.sqrt(c_out)], -1)
+    bias = lambda: nn.Dense(self.width)(glob)[:, None, None, :]
+    # Error maps at the layer output, from the previous estimate.
+    prev = fit(prev, layer.output_shape)  # [N, H_out, W_out, c]
+    x = nn.gelu(nn.Conv(self.width, (3, 3))(prev) + bias())
+    deltas = nn.Conv(c_out * self.heads, (3, 3))(x)
+    deltas = deltas.reshape(n, h_out, w_out, c_out, self.heads)
+    deltas = deltas.transpose(0, 4, 1, 2, 3)  # [N, heads, H, W, C_out]
+    back = back_project(g_n, deltas, layer)  # [N, heads, H_in, W_in, C_in]
+    back = _rms_normalize(back.transpose(0, 2, 3, 1, 4).reshape(
+        n, h_in, w_in, self.heads * c_in))
+    up = fit(prev, layer.input_shape)
+    x = nn.Conv(self.width, (3, 3))(jnp.concatenate([up, back], -1)) + bias()
+    for _ in range(self.depth):
+      x = ResUnit(self.width)(x)
+    return x  # [N, H_in, W_in, width]
+
+
+class GroupInverse(nn.Module):
+  """Inverts a group (one layer, or a residual block) in reverse order."""
+  group: GroupSpec
+  heads: int
+  width: int
+  depth: int
+  channels: int
+  max_dense_kernel: int
+
+  @nn.compact
+  def __call__(self, prev, grads, cond):
+    made = []  # (layer, state at the layer's input), latest first.
+    for layer in reversed(self.group.layers):
+      p = prev
+      if layer.output_shape != self.group.output_shape:
+        for other, state in made:
+          if other.input_shape == layer.output_shape:
+            p = state
+            break
+      kg = _get(grads, layer.path + ("kernel",))
+      bg = _get(grads, layer.bias_path) if layer.bias_path else None
+      name = "_".join(layer.path)
+      if layer.kind == "dense":
+        state = DenseInverse(layer, self.heads, self.channels,
+                             name=name)(p, kg, bg, cond)
+      else:
+        if p is None:  # A classifier ending in a conv: start from zeros.
+          p = jnp.zeros((kg.shape[0],) + layer.output_shape)
+        state = ConvInverse(layer, self.heads, self.width, self.depth,
+                            self.max_dense_kernel, name=name)(p, kg, bg, cond)
+      made.insert(0, (layer, state))
+    if len(self.group.layers) == 1:
+      return made[0][1]
+    shape = self.group.input_shape
+    out = sum(s for l, s in made if l.input_shape == shape)
+    if prev is not None:  # Skip connection: the block's output estimate.
+      skip = fit(prev, shape)
+      out = out + nn.Dense(out.shape[-1], name="skip")(skip)
+    return out
+
+
+class GIT(nn.Module):
+  """Coarse-GIT: one block per victim group, chained in reverse order.
+
+  Attributes:
+    groups: ``victim_groups(victim)``.
+    image_shape: (H, W, C) of one image.
+    batch_size: B, images per message.
+    width: channels of the spatial estimates.
+    heads: error maps (directions) back-projected per layer.
+    depth: residual units per conv block.
+    channels: channels per element of vector (Dense-input) estimates.
+    cond_dim: size of the conditioning vector (log-norms, labels).
+    max_dense_kernel: kernel gradients up to this size also go through a
+      Dense summary.
+  """
+  groups: tuple
+  image_shape: tuple
+  batch_size: int = 1
+  width: int = 32
+  heads: int = 4
+  depth: int = 2
+  channels: int = 8
+  cond_dim: int = 64
+  max_dense_kernel: int = 16384
+
+  @nn.compact
+  def __call__(self, grads, labels=None):
+    leaves = jax.tree.leaves(grads)
+    n = leaves[0].shape[0]
+    logs = jnp.stack([
+        jnp.log(jnp.sqrt(jnp.sum(jnp.square(l.reshape(n, -1)), -1)) + 1e-20)
+        for l in leaves], -1)  # [N, L]
+    mean_log = logs.mean(-1, keepdims=True)
+    cond = [logs - mean_log, mean_log / 10.0]
+    if labels is not None:
+      cond.append(labels.reshape(n, -1))
+    cond = nn.gelu(nn.Dense(self.cond_dim)(jnp.concatenate(cond, -1)))
+    cond = nn.gelu(nn.Dense(self.cond_dim)(cond))
+    state = None
+    for group in reversed(self.groups):
+      state = GroupInverse(group, self.heads, self.width, self.depth,
+                           self.channels, self.max_dense_kernel,
+                           name=group.name)(state, grads, cond)
+    return self._output(state)
+
+  def _output(self, state):
+    """Maps the estimate of the first layer's input to B images in [0, 1]."""
+    n = state.shape[0]
+    h, w, c = self.image_shape
+    b = self.batch_size
+    if state.ndim == 3:  # Dense first layer on the flattened image.
+      state = fit(state, (h * w * c,))
+      x = nn.Dense(b, name="to_image")(state)  # [N, D, B]
+      x = x.transpose(0, 2, 1).reshape(n, b, h, w, c)
+    else:
+      state = fit(state, self.image_shape)
+      x = nn.Conv(b * c, (3, 3), name="to_image")(state)
+      x = x.reshape(n, h, w, b, c).transpose(0, 3, 1, 2, 4)
+    return nn.sigmoid(x)  # [N, B, H, W, C]
+
+
+# ---------------------------------------------------------------------------
+# Learning to Invert (Wu et al. 2023).
+
+
+def num_params(victim: victim_lib.Victim) -> int:
+  params = jax.eval_shape(
+      lambda: victim_lib.init_variables(victim, jax.random.key(0)))["params"]
+  return sum(math.prod(l.shape) for l in jax.tree.leaves(params))
+
+
+def sketch_bins(num: int, rate: float | None) -> int | None:
+  """int(P * rate) count-sketch bins, or None without compression."""
+  if rate is None:
+    return None
+  if not 0.0 < rate <= 1.0:
+    raise ValueError(f"sketch_rate must be in (0, 1]; got {rate}")
+  return max(1, int(num * rate))
+
+
+def count_sketch(flat: jax.Array, bins: int, seed: int) -> jax.Array:
+  """Sums the P entries of ``flat`` [N, P] into ``bins`` hashed bins (no signs).
+
+  The hash is a fixed function of ``seed``: entry j goes to bin
+  ``randint(key(seed))[j]``, the same at training and at attack time.
+  """
+  p = flat.shape[-1]
+  index = jax.random.randint(jax.random.key(seed), (p,), 0, bins)
+  return jax.vmap(lambda v: jax.ops.segment_sum(v, index, bins))(flat)
+
+
+class LTI(nn.Module):
+  """Learning to Invert: an MLP on the flattened (sketched) gradient."""
+  image_shape: tuple
+  batch_size: int = 1
+  hidden: int = 3000
+  sketch_bins: int | None = None
+  sketch_seed: int = 0
+
+  @nn.compact
+  def __call__(self, grads, labels=None):
+    leaves = jax.tree.leaves(grads)
+    n = leaves[0].shape[0]
+    x = jnp.concatenate([l.reshape(n, -1) for l in leaves], -1)  # [N, P]
+    if self.sketch_bins is not None:
+      x = count_sketch(x, self.sketch_bins, self.sketch_seed)
+    if labels is not None:
+      x = jnp.concatenate([x, labels.reshape(n, -1)], -1)
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.Dense(self.batch_size * math.prod(self.image_shape))(x)
+    return nn.sigmoid(x).reshape((n, self.batch_size) + self.image_shape)
+
+
+# ---------------------------------------------------------------------------
+# Construction from a config.
+
+INVERTERS = ("git", "lti")
+_GIT_FIELDS = tuple(f.name for f in dataclasses.fields(GIT)
+                    if f.name not in ("groups", "image_shape", "batch_size",
+                                      "parent", "name"))
+_LTI_FIELDS = ("hidden", "sketch_rate", "sketch_seed")
+
+
+def make_inverter(config: Any, victim: victim_lib.Victim,
+                  image_shape: Sequence[int], batch_size: int = 1
+                  ) -> nn.Module:
+  """Builds the inverter named by ``config["name"]`` for ``victim``.
+
+  Args:
+    config: ``dict(name="git", width=..., heads=..., ...)`` or
+      ``dict(name="lti", hidden=..., sketch_rate=None, sketch_seed=0)``.
+    victim: the leaked model (GIT follows its layers).
+    image_shape: (H, W, C) of one private image.
+    batch_size: B, images per leaked message.
+  """
+  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+  name = cfg.pop("name", None)
+  if name not in INVERTERS:
+    raise ValueError(f"unknown inverter {name!r}; known: {INVERTERS}")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+  known = _GIT_FIELDS if name == "git" else _LTI_FIELDS
+  unknown = sorted(set(cfg) - set(known))
+  if unknown:
+    raise ValueError(f"unknown {name} inverter settings {unknown}; known: "
+                     f"{sorted(known)}")
+  image_shape = tuple(int(s) for s in image_shape)
+  if name == "git":
+    return GIT(groups=victim_groups(victim), image_shape=image_shape,
+               batch_size=batch_size, **cfg)
+  bins = sketch_bins(num_params(victim), cfg.pop("sketch_rate", None))
+  return LTI(image_shape=image_shape, batch_size=batch_size,
+             sketch_bins=bins, **cfg)
