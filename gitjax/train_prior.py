@@ -211,13 +211,17 @@ def _save_samples(workdir, name, images):
                    value_range=(-1.0, 1.0), cell_px=48)
 
 
-def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
-  """Trains (or resumes) a generator; returns the final metrics."""
+def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
+                       dataset: data_lib.Dataset | None = None) -> dict:
+  """Trains (or resumes) a generator; returns the final metrics.
+
+  ``dataset`` (images in [0, 1]) replaces ``config.data`` when given.
+  """
   os.makedirs(workdir, exist_ok=True)
   report.setup_logging(workdir)
   report.write_json(workdir, "config.json", config.to_dict())
   models = make_models(config)
-  ds = load_data(config)
+  ds = dataset if dataset is not None else load_data(config)
   _check(config, ds, models.gen)
   images = ds.images * 2.0 - 1.0  # [N, H, W, C] in [-1, 1].
   holdout = jnp.asarray(images[-config.holdout:])
