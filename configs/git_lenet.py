@@ -19,7 +19,7 @@ python -m launch.train_inverter \
   The GPU budget (50,000 images, 60,000 steps of 256).
 
 Arguments: ``data_dir`` (CIFAR-10 zips; empty: embedded photos), ``budget``
-(smoke | default | cpu | full), ``sigma`` (Gaussian gradient noise simulated
+(smoke | default | cpu | full; ``smoke=True`` is ``budget=smoke``), ``sigma`` (Gaussian gradient noise simulated
 in training), ``classes`` (e.g. ``0-1-2-3-4``: train on these classes only),
 ``steps`` (override the budget's step count).
 """
@@ -34,7 +34,9 @@ BUDGETS = ("smoke", "default", "cpu", "full")
 def base_config(arg=None, inverter=None):
   """The training config shared by GIT and LTI (``configs/lti_lenet.py``)."""
   arg = common.parse_arg(arg, data_dir="", budget="default", sigma=0.0,
-                         classes="", steps=0, victim="lenet")
+                         classes="", steps=0, victim="lenet", smoke=False)
+  if arg.smoke:
+    arg.budget = "smoke"
   if arg.budget not in BUDGETS:
     raise ValueError(f"unknown budget {arg.budget!r}; known: {BUDGETS}")
   config = mlc.ConfigDict()

@@ -263,16 +263,16 @@ def make_setup(config, image_shape, num_classes) -> Setup:
                tuple(image_shape), num_classes)
 
 
-def _victim_variables(setup: Setup, key):
+def _victim_variables(setup: Setup, variables, key):
   """The victim's variables for one step: fixed, fresh or perturbed."""
   mode = setup.leak.victim_params
   if mode == "fresh":
     return victim_lib.init_variables(setup.victim, key)
   if mode == "perturbed":
     return leak_lib.discrepant_variables(
-        setup.victim, setup.variables, None, None, key,
+        setup.victim, variables, None, None, key,
         dict(kind="perturbed", scale=setup.leak.perturb_scale))
-  return setup.variables
+  return variables
 
 
 def init_state(setup: Setup, seed: int) -> TrainState:
@@ -302,10 +302,13 @@ def _normalize(x01, leak: LeakSettings):
 
 
 def make_train_step(setup: Setup, global_batch: int, mesh=None):
-  """The jitted step ``(state, images, labels) -> (state, metrics)``.
+  """The jitted step ``(state, images, labels, variables) -> (state,
+  metrics)``.
 
   ``global_batch`` is N, messages per step (N * B images); ``images`` [M, H,
-  W, C] in [0, 1] and ``labels`` [M] are the whole training set on device.
+  W, C] in [0, 1] and ``labels`` [M] are the whole training set on device;
+  ``variables`` are the victim's (``setup.variables``), an argument rather
+  than constants baked into the compiled program.
   """
   leak = setup.leak
   inv = setup.inverter
@@ -314,14 +317,14 @@ def make_train_step(setup: Setup, global_batch: int, mesh=None):
     x_hat = inv.apply(params, msgs, labels)
     return jnp.mean(matched_sq_errors(x_hat, targets))
 
-  def step_fn(state, images, labels):
+  def step_fn(state, images, labels, victim_variables):
     rng = jax.random.wrap_key_data(state.rng)
     key = jax.random.fold_in(jax.random.fold_in(rng, 1), state.step)
     k_vic, k_def = jax.random.split(key)
     idx = sample_indices(rng, state.step, global_batch * leak.batch_size,
                          images.shape[0])
     x01, ys = images[idx], labels[idx]
-    variables = _victim_variables(setup, k_vic)
+    variables = _victim_variables(setup, victim_variables, k_vic)
     msgs, lab = make_messages(setup.victim, variables, _normalize(x01, leak),
                               ys, k_def, leak, setup.num_classes, mesh)
     targets = parallel.shard_batch(
@@ -522,8 +525,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
         _truncate_log(log_path, start)
       if start:
         logging.info("Resumed from step %d of %s", start, ckpt_dir)
-      images, labels = parallel.put_replicated(
-          mesh, (train.images, train.labels.astype(np.int32)))
+      data = parallel.put_replicated(
+          mesh, (train.images, train.labels.astype(np.int32),
+                 setup.variables))
       step_fn = make_train_step(setup, n, mesh)
       evaluate = make_eval_fn(setup)
       ev_msgs, ev_labels = eval_messages(setup, ev.images, ev.labels,
@@ -532,7 +536,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
       ev_x = jnp.asarray(ev.images).reshape(
           (-1, b) + tuple(ev.images.shape[1:]))
       result = _loop(config, setup, state, start, num_steps, stop_at,
-                     step_fn, images, labels, ckpt, log_path,
+                     step_fn, data, ckpt, log_path,
                      lambda p: evaluate(p, ev_msgs, ev_labels, ev_x)[0], n)
   finally:
     ckpt.close()
@@ -541,8 +545,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
   return result
 
 
-def _loop(config, setup, state, start, num_steps, stop_at, step_fn, images,
-          labels, ckpt, log_path, eval_fn, n):
+def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
+          ckpt, log_path, eval_fn, n):
   """The training loop proper (logging, evaluation, checkpoints)."""
   images_per_step = n * setup.leak.batch_size
   log_every = int(config.get("log_every", 50))
@@ -551,7 +555,7 @@ def _loop(config, setup, state, start, num_steps, stop_at, step_fn, images,
   last = {"step": start}
   end = num_steps if stop_at is None else min(stop_at, num_steps)
   for step in range(start, end):
-    state, metrics = step_fn(state, images, labels)
+    state, metrics = step_fn(state, *data)
     done = step + 1
     ckpt.save(done, _state_dict(state), force=done == num_steps)
     if t_first is None:

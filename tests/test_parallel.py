@@ -23,7 +23,7 @@ def test_sharded_train_step_equals_single_device_step():
 
   def run(mesh):
     step = train_inverter.make_train_step(setup, n, mesh)
-    state, data = state0, (images, labels)
+    state, data = state0, (images, labels, setup.variables)
     if mesh is not None:
       state, data = parallel.put_replicated(mesh, (state0, data))
     outs = []

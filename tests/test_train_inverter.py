@@ -5,19 +5,39 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import common
 from configs import git_lenet
 from configs import lti_lenet
 from gitjax import checkpoint
+from gitjax import experiments
 from gitjax import train_inverter
 
 
-def _config(steps=6, **inverter):
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """Runs of the same tiny config share compiled programs.
+
+  Every ``train_and_evaluate`` builds its jitted step anew; XLA's persistent
+  cache (keyed by the program, not the Python closure) saves recompiling it.
+  """
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir",
+                    str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  yield
+  jax.config.update("jax_compilation_cache_dir", old[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+def _config(steps=40, **inverter):
   config = git_lenet.get_config("budget=smoke")
   config.victim = dict(name="mlp", hidden=(4,))
   config.data.limit = 16
-  config.train.update(batch_size=8, num_steps=steps)
-  config.checkpoint_every = 2
-  config.log_every = 2
+  config.train.update(batch_size=8, num_steps=steps, lr=1e-2,
+                      warmup_steps=0)
+  config.checkpoint_every = 10
+  config.log_every = 5
   config.eval_every = 0
   config.inverter.update(inverter)
   return config
@@ -28,61 +48,85 @@ def _leaves(workdir):
           for x in jax.tree.leaves(train_inverter.load(workdir).params)]
 
 
-def test_killed_run_resumes_to_identical_parameters(tmp_path):
-  config = _config(steps=6)
-  full = train_inverter.train_and_evaluate(config, str(tmp_path / "a"))
-  assert full["finished"] and full["step"] == 6
-  # Killed after step 3: the last checkpoint is step 2, so 3 is redone.
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A finished 40-step run (MLP victim, 8x8 embedded images)."""
+  workdir = str(tmp_path_factory.mktemp("trained"))
+  out = train_inverter.train_and_evaluate(_config(), workdir)
+  assert out["finished"] and out["step"] == 40
+  assert 0.0 < out["eval_mse"] < 1.0
+  return workdir
+
+
+def test_training_reduces_the_loss(trained):
+  losses = [l["loss"] for l in train_inverter.read_metrics(trained)]
+  assert len(losses) == 8
+  assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
+
+
+def test_killed_run_resumes_to_identical_parameters(trained, tmp_path):
+  config = _config()
+  # Killed after step 13: the last checkpoint is step 10, so 11-13 are redone.
   part = train_inverter.train_and_evaluate(config, str(tmp_path / "b"),
-                                           stop_at=3)
-  assert not part["finished"] and part["step"] == 3
+                                           stop_at=13)
+  assert not part["finished"] and part["step"] == 13
   resumed = train_inverter.train_and_evaluate(config, str(tmp_path / "b"))
   assert resumed["finished"]
-  for a, b in zip(_leaves(tmp_path / "a"), _leaves(tmp_path / "b")):
+  for a, b in zip(_leaves(trained), _leaves(tmp_path / "b")):
     np.testing.assert_array_equal(a, b)
   steps = [l["step"] for l in train_inverter.read_metrics(tmp_path / "b")]
-  assert steps == [2, 4, 6]  # Lines after the checkpoint were rewritten.
+  assert steps == list(range(5, 41, 5))  # Lines after step 10 rewritten.
 
 
-def test_mismatched_or_corrupt_workdir_is_a_clear_error(tmp_path):
-  workdir = str(tmp_path / "run")
-  train_inverter.train_and_evaluate(_config(steps=2), workdir)
+def test_mismatched_or_corrupt_workdir_is_a_clear_error(trained):
   with pytest.raises(ValueError, match="different config .*inverter.width"):
-    train_inverter.train_and_evaluate(_config(steps=2, width=5), workdir)
-  assert train_inverter.load(workdir).step == 2  # Untouched.
-  # Same config fields but a checkpoint of another shape: Orbax refuses.
-  with pytest.raises(checkpoint.CheckpointError, match="step 2"):
-    ck = checkpoint.Checkpointer(workdir + "/checkpoints")
+    train_inverter.train_and_evaluate(_config(width=5), trained)
+  assert train_inverter.load(trained).step == 40  # Untouched.
+  # A checkpoint that does not fit the expected state: Orbax refuses.
+  with pytest.raises(checkpoint.CheckpointError, match="step 40"):
+    ck = checkpoint.Checkpointer(trained + "/checkpoints")
     try:
-      ck.restore(2, {"params": jnp.zeros(3)})
+      ck.restore(40, {"params": jnp.zeros(3)})
     finally:
       ck.close()
 
 
-def test_training_reduces_the_loss_and_lti_trains(tmp_path):
-  config = _config(steps=40)
-  config.train.update(lr=1e-2, warmup_steps=0)
-  config.log_every = 5
-  train_inverter.train_and_evaluate(config, str(tmp_path / "git"))
-  losses = [l["loss"] for l in train_inverter.read_metrics(tmp_path / "git")]
-  assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
+def test_lti_trains(tmp_path):
   lti = lti_lenet.get_config("budget=smoke")
-  lti.victim = config.victim
+  lti.victim = dict(name="mlp", hidden=(4,))
   lti.data.limit = 16
   lti.train.update(batch_size=8, num_steps=2)
   out = train_inverter.train_and_evaluate(lti, str(tmp_path / "lti"))
   assert out["finished"] and 0.0 < out["eval_mse"] < 1.0
+  assert train_inverter.load(tmp_path / "lti").setup.inverter.hidden == 8
 
 
 def test_batch_of_images_with_noise_and_shared_labels(tmp_path):
   config = _config(steps=2)
+  config.checkpoint_every = 2
   config.leak.update(batch_size=2, labels_shared=True,
-                     defense=[dict(name="gaussian", sigma=0.01)],
-                     victim_params="perturbed", perturb_scale=0.1)
+                     defense=[dict(name="gaussian", sigma=0.01)])
   out = train_inverter.train_and_evaluate(config, str(tmp_path / "b2"))
   assert out["finished"] and np.isfinite(out["eval_mse"])
   trained = train_inverter.load(tmp_path / "b2")
   assert trained.setup.inverter.batch_size == 2
+
+
+@pytest.mark.parametrize("mode", ["fixed", "fresh", "perturbed"])
+def test_victim_parameters_per_step(mode):
+  config = _config()
+  config.leak.update(victim_params=mode, perturb_scale=0.5)
+  setup, _, _ = train_inverter.prepare_data(config)
+  fixed = setup.variables["params"]["head"]["kernel"]
+  got = [train_inverter._victim_variables(  # pylint: disable=protected-access
+      setup, setup.variables, jax.random.key(k))["params"]["head"]["kernel"]
+         for k in (1, 2)]
+  if mode == "fixed":
+    np.testing.assert_array_equal(got[0], fixed)
+  else:  # A new draw every step.
+    assert not np.allclose(got[0], fixed) and not np.allclose(got[0], got[1])
+  if mode == "perturbed":  # Relative noise: zero stays zero, signs mostly kept.
+    assert np.mean(np.sign(got[0]) == np.sign(fixed)) > 0.6
 
 
 def test_sample_indices_cover_each_epoch_once():
@@ -119,3 +163,38 @@ def test_batch_must_split_over_devices(tmp_path):
 def test_load_without_a_run_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="no inverter training run"):
     train_inverter.load(tmp_path)
+
+
+def _case(trained, attack, batch_size=1):
+  config = common.base_config()
+  config.data.update(image_size=8, batch_size=batch_size)
+  config.victim = dict(name="mlp", hidden=(4,))
+  config.attack = dict(name=attack, inverter_dir=trained)
+  return config, experiments.make_case(config)
+
+
+def test_git_attacks_load_the_trained_inverter(trained, key):
+  config, case = _case(trained, "git")
+  rec = experiments.attack_case(case, config.attack, key)
+  assert rec.images.shape == (1, 8, 8, 3)
+  assert rec.info["inverter_step"] == 40 and rec.info["forward_seconds"] > 0
+  assert rec.info["param_discrepancy"] == 0.0
+  assert 0.0 < experiments.evaluate(rec, case, config)["mean"]["mse"] < 1.0
+  config.attack = dict(name="git_ig", inverter_dir=trained, iterations=3,
+                       proximity=0.1, progress=False)
+  both = experiments.attack_case(case, config.attack, key)
+  assert both.images.shape == (1, 8, 8, 3)
+  assert both.info["iterations"] == 3 and both.info["git"]["inverter_step"]
+
+
+@pytest.mark.parametrize("attack,batch,extra,match", [
+    ("lti", 1, {}, "is a 'git' inverter; the 'lti' attack"),
+    ("git", 2, {}, "trained for batches of 1; the leak has 2"),
+    ("git", 1, {"inverter_dir": None}, "need attack.inverter_dir"),
+    ("git", 1, {"lr": 0.1}, r"unknown git attack config key\(s\) \['lr'\]"),
+])
+def test_git_attack_errors(trained, key, attack, batch, extra, match):
+  config, case = _case(trained, attack, batch)
+  config.attack.update(extra)
+  with pytest.raises(ValueError, match=match):
+    experiments.attack_case(case, config.attack, key)

@@ -1,0 +1,49 @@
+r"""GIT, GIT + Inverting Gradients, or LTI on one leaked LeNet gradient.
+
+Loads a trained inverter from ``inverter_dir`` (a ``launch.train_inverter``
+workdir) and attacks a leak simulated like its training data: DLG's LeNet at
+random init (victim_seed 0), FedSGD, B = 1, [0, 1] pixels.
+
+python -m launch.train_inverter --config=configs/git_lenet.py \
+    --workdir=/tmp/gitjax/git_lenet
+python -m launch.attack \
+    --config=configs/git_attack.py:inverter_dir=/tmp/gitjax/git_lenet \
+    --workdir=/tmp/gitjax/git_attack
+python -m launch.attack \
+    --config=configs/git_attack.py:inverter_dir=/tmp/gitjax/git_lenet,attack=git_ig \
+    --workdir=/tmp/gitjax/git_ig_attack
+
+Arguments: ``inverter_dir``; ``attack`` (git | git_ig | lti); ``data_dir``
+(CIFAR-10 zips; the test split is attacked; empty: embedded photos);
+``sigma`` (Gaussian noise on the leaked gradient); ``iterations`` (GIT + IG);
+``proximity`` (GIT + IG's pull towards GIT's output).
+"""
+
+import ml_collections as mlc
+
+from configs import common
+
+ATTACKS = ("git", "git_ig", "lti")
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, inverter_dir="", attack="git", data_dir="",
+                         sigma=0.0, iterations=1000, proximity=0.0,
+                         smoke=False)
+  if arg.attack not in ATTACKS:
+    raise ValueError(f"unknown attack {arg.attack!r}; known: {ATTACKS}")
+  config = common.base_config()
+  if arg.data_dir:
+    config.data.name = "cifar10"
+    config.data.data_dir = arg.data_dir
+  config.victim = dict(name="lenet")
+  if arg.sigma:
+    config.leak.defense = [dict(name="gaussian", sigma=arg.sigma)]
+  config.attack = dict(name=arg.attack,
+                       inverter_dir=arg.inverter_dir or
+                       mlc.config_dict.placeholder(str))
+  if arg.attack == "git_ig":
+    config.attack.update(iterations=arg.iterations, proximity=arg.proximity)
+    if arg.smoke:
+      config.attack.iterations = 4
+  return config

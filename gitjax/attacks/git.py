@@ -1,0 +1,224 @@
+"""GIT (one forward pass of a trained inverter), GIT + gradient matching, LTI.
+
+Attack fields:
+  inverter_dir: the workdir of an inverter training run
+    (``python -m launch.train_inverter``); required.
+  step: the checkpoint to load (default: the latest).
+  labels: how the reported labels are found: "auto" (shared if the leak has
+    them, else iDLG for one image or LLG-style counts for a batch), or a
+    ``labels.infer`` method. GIT itself never needs them.
+
+``attack_with_matching`` (GIT + IG) also takes every gradient-matching
+``Settings`` field (defaults: Inverting Gradients') and
+  proximity: weight of ``mean((x - x_git)^2)`` added to the objective (0:
+    GIT's output is only the starting point).
+  restarts: trials start from GIT's output plus ``jitter`` * N(0, 1) noise
+    (the first one without noise).
+
+The leak must match the inverter's training setup (model and config, image
+shape, B, normalization, FedSGD from one client, labels if the inverter was
+trained with shared labels); anything else is a clear error. The victim's
+parameters may differ from those the inverter was trained at: that is the
+parameter-discrepancy setting, reported as ``info["param_discrepancy"]``.
+"""
+
+import functools
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gitjax import leak as leak_lib
+from gitjax import train_inverter
+from gitjax.attacks import gradient_matching
+from gitjax.attacks import labels as labels_lib
+from gitjax.attacks import matching
+from gitjax.attacks import Reconstruction
+
+GIT_FIELDS = dict(inverter_dir=None, step=None, labels="auto")
+MATCHING_FIELDS = dict(GIT_FIELDS, proximity=0.0, jitter=0.0)
+GIT_IG_DEFAULTS = {k: v for k, v in gradient_matching.IG_DEFAULTS.items()
+                   if k not in ("init", "labels")}
+
+
+def _fields(config, known: dict, extra=()) -> tuple[dict, dict]:
+  """Splits the attack config into (our fields, the rest); checks names."""
+  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else
+             (config or {}))
+  name = cfg.pop("name", None)
+  ours = {k: cfg.pop(k, v) for k, v in known.items()}
+  unknown = sorted(set(cfg) - set(extra))
+  if unknown:
+    raise ValueError(f"unknown {name or 'git'} attack config key(s) "
+                     f"{unknown}; known: {sorted(set(known) | set(extra))}")
+  if not ours["inverter_dir"]:
+    raise ValueError("the GIT/LTI attacks need attack.inverter_dir: the "
+                     "workdir of a python -m launch.train_inverter run")
+  return ours, cfg
+
+
+@functools.lru_cache(maxsize=8)
+def _load(directory: str, step, mtime: float):
+  del mtime  # Part of the cache key: a newer checkpoint reloads.
+  return train_inverter.load(directory, step)
+
+
+def load(directory: str, step: int | None = None
+         ) -> train_inverter.Trained:
+  """A trained inverter (cached per directory and latest checkpoint)."""
+  directory = os.path.abspath(os.fspath(directory))
+  ckpt = os.path.join(directory, "checkpoints")
+  mtime = os.path.getmtime(ckpt) if os.path.isdir(ckpt) else 0.0
+  return _load(directory, step, mtime)
+
+
+def check_compatible(trained: train_inverter.Trained, leak, victim,
+                     kind: str) -> None:
+  """Raises ValueError if the inverter cannot invert this leak."""
+  setup = trained.setup
+  have = trained.config.inverter.name
+  where = f"inverter in {trained.workdir}"
+  if have != kind:
+    raise ValueError(f"{where} is a {have!r} inverter; the {kind!r} attack "
+                     f"needs a {kind!r} one (use attack {have!r})")
+  if leak.model != setup.victim.name or dict(leak.model_config) != dict(
+      setup.victim.config):
+    raise ValueError(
+        f"{where} was trained for {setup.victim.name} "
+        f"{setup.victim.config}; the leak is from {leak.model} "
+        f"{leak.model_config}")
+  if tuple(leak.input_shape) != tuple(setup.victim.input_shape) or (
+      leak.num_classes != setup.num_classes):
+    raise ValueError(
+        f"{where} was trained on inputs {setup.victim.input_shape} with "
+        f"{setup.num_classes} classes; the leak has {leak.input_shape} and "
+        f"{leak.num_classes}")
+  if leak.protocol != "fedsgd" or leak.num_clients != 1:
+    raise ValueError(
+        f"{where} inverts single-client FedSGD gradients; the leak is "
+        f"{leak.protocol} over {leak.num_clients} client(s)")
+  b = setup.leak.batch_size
+  if leak.batch_size is not None and leak.batch_size != b:
+    raise ValueError(f"{where} was trained for batches of {b}; the leak "
+                     f"has {leak.batch_size}")
+  same = lambda a, c: tuple(float(v) for v in a) == tuple(float(v) for v in c)
+  if not (same(leak.mean, setup.leak.mean) and same(leak.std,
+                                                    setup.leak.std)):
+    raise ValueError(
+        f"{where} was trained on inputs normalized with mean "
+        f"{setup.leak.mean} std {setup.leak.std}; the leak uses "
+        f"{leak.mean} {leak.std}")
+  if setup.leak.labels_shared and leak.labels is None:
+    raise ValueError(f"{where} was trained with shared labels; the leak has "
+                     "none")
+
+
+@functools.lru_cache(maxsize=8)
+def _forward(inverter):
+  return jax.jit(inverter.apply)
+
+
+def invert(trained: train_inverter.Trained, leak) -> tuple[jax.Array, dict]:
+  """The inverter's images for the leak, in the victim's input space.
+
+  Returns:
+    (images [B, *input_shape], timings): one jitted forward pass; the
+    timing excludes compilation (measured on a second call).
+  """
+  setup = trained.setup
+  msg = jax.tree.map(lambda m: jnp.asarray(m)[None], leak.message)
+  labels = None
+  if setup.leak.labels_shared:
+    labels = jax.nn.one_hot(jnp.asarray(leak.labels),
+                            setup.num_classes)[None]
+  fwd = _forward(setup.inverter)
+  t0 = time.perf_counter()
+  x01 = jax.block_until_ready(fwd(trained.params, msg, labels))
+  t1 = time.perf_counter()
+  x01 = jax.block_until_ready(fwd(trained.params, msg, labels))
+  t2 = time.perf_counter()
+  images = (x01[0] - jnp.asarray(leak.mean)) / jnp.asarray(leak.std)
+  return images, dict(first_call_seconds=t1 - t0, forward_seconds=t2 - t1)
+
+
+def _discrepancy(trained, leak) -> float | None:
+  """Relative L2 distance of the leak's parameters from the training ones."""
+  if trained.setup.leak.victim_params != "fixed":
+    return None
+  ref = trained.setup.variables["params"]
+  num = sum(jnp.sum(jnp.square(a - b)) for a, b in
+            zip(jax.tree.leaves(leak.params), jax.tree.leaves(ref)))
+  den = sum(jnp.sum(jnp.square(b)) for b in jax.tree.leaves(ref))
+  return float(jnp.sqrt(num / den))
+
+
+def _labels(leak, victim, mode: str, b: int):
+  if leak.labels is not None:
+    return jnp.asarray(leak.labels), "shared"
+  method = mode
+  if mode == "auto":
+    method = "idlg" if b == 1 else "llg"
+  return labels_lib.from_leak(leak, victim, method, b), method
+
+
+def _run(leak, victim, config, kind: str):
+  fields, _ = _fields(config, GIT_FIELDS)
+  return _invert_leak(leak, victim, fields, kind)
+
+
+def _invert_leak(leak, victim, fields, kind):
+  leak_lib.validate(leak, victim)
+  trained = load(fields["inverter_dir"], fields["step"])
+  check_compatible(trained, leak, victim, kind)
+  images, timing = invert(trained, leak)
+  b = trained.setup.leak.batch_size
+  labels, source = _labels(leak, victim, fields["labels"], b)
+  info = dict(timing, inverter_dir=trained.workdir,
+              inverter_step=trained.step, label_source=source,
+              param_discrepancy=_discrepancy(trained, leak))
+  return Reconstruction(images=images, labels=labels, info=info)
+
+
+def attack(leak, victim, config, key) -> Reconstruction:
+  """GIT: one forward pass of the trained generative inverter."""
+  del key
+  return _run(leak, victim, config, "git")
+
+
+def attack_lti(leak, victim, config, key) -> Reconstruction:
+  """Learning to Invert: one forward pass of the trained MLP inverter."""
+  del key
+  return _run(leak, victim, config, "lti")
+
+
+class Proximity(NamedTuple):
+  """``weight * mean((x - x_git)^2)``; hashable, a static jit argument."""
+  weight: float
+
+  def __call__(self, v, x, aux):
+    del v
+    return self.weight * jnp.mean(jnp.square(x - aux))
+
+
+def attack_with_matching(leak, victim, config, key) -> Reconstruction:
+  """GIT + IG: gradient matching started from (and near) GIT's output."""
+  extra = tuple(matching.Settings._fields)
+  fields, rest = _fields(config, MATCHING_FIELDS, extra)
+  settings = matching.make_settings({**GIT_IG_DEFAULTS, **rest})
+  kind = "git"
+  start = _invert_leak(leak, victim, fields, kind)
+  x_git = start.images  # [B, ...], victim space.
+  r = settings.restarts
+  noise = jax.random.normal(key, (r,) + x_git.shape) * fields["jitter"]
+  x0 = x_git[None] + noise.at[0].set(0.0)
+  lo, hi = leak_lib.box(leak)
+  x0 = jnp.clip(x0, lo, hi)
+  prox = fields["proximity"]
+  res = matching.run(leak, victim, x0, start.labels, settings, key,
+                     penalty=Proximity(float(prox)) if prox else None,
+                     aux=x_git)
+  info = dict(res.info, git=start.info, proximity=prox,
+              label_source=start.info["label_source"])
+  return Reconstruction(images=res.images, labels=start.labels, info=info)
