@@ -45,7 +45,7 @@ DEFAULTS = dict(
     budget=800,
     population=50,  # CMA-ES candidates per generation.
     sigma=1.0,  # CMA-ES initial step size.
-    init="zeros",  # CMA-ES mean / Adam start: "zeros" or "randn".
+    init=None,  # "zeros" or "randn"; None: zeros (cmaes), randn (adam).
     distance="l2",
     kl_weight=0.0,  # GGL's CMA/BO code runs without the KL; Adam uses 0.1.
     lr=0.1,  # Adam.
@@ -330,13 +330,13 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   t0 = time.time()
   prob = make_problem(leak, victim, generator, gen_vars, cfg)
   k_init, k_opt, k_eval = jax.random.split(key, 3)
-  if cfg["init"] == "zeros":
+  init = cfg["init"] or ("randn" if cfg["optimizer"] == "adam" else "zeros")
+  if init == "zeros":
     x0 = jnp.zeros((prob.dim,))
-  elif cfg["init"] == "randn":
+  elif init == "randn":
     x0 = jax.random.normal(k_init, (prob.dim,))
   else:
-    raise ValueError(f"unknown ggl init {cfg['init']!r}; known: zeros, "
-                     "randn")
+    raise ValueError(f"unknown ggl init {init!r}; known: zeros, randn")
   opt = cfg["optimizer"]
   batched = jax.jit(jax.vmap(prob.loss, in_axes=(0, None)))
   initial = float(jax.jit(prob.loss)(x0, k_eval))

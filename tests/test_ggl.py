@@ -1,0 +1,146 @@
+"""GGL: defense estimation, CMA-ES population calls, TuRBO, the attack."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gitjax import defenses
+from gitjax import generators as gen_lib
+from gitjax import leak as leak_lib
+from gitjax import models
+from gitjax import victim as victim_lib
+from gitjax.attacks import bo
+from gitjax.attacks import ggl
+
+
+def _setup(defense=(), key=0):
+  gen = gen_lib.make_generator("dcgan", latent_dim=4, width=8, image_size=8)
+  gv = gen.init(jax.random.key(key))
+  vic = models.make_victim("mlp", input_shape=(8, 8, 3), num_classes=3,
+                           hidden=(32,), activation="relu")
+  vv = victim_lib.init_variables(vic, jax.random.key(1))
+  z = jax.random.normal(jax.random.key(2), (1, 4))
+  x = gen_lib.to_unit(gen.apply(gv, z)[0])  # In the generator's range.
+  lk, _ = leak_lib.simulate(vic, vv, x, jnp.array([2]), jax.random.key(3),
+                            defense=list(defense))
+  return gen, gv, vic, vv, x, lk
+
+
+def _clean_grad(vic, vv, x):
+  params, state = victim_lib.split(vv)
+  return victim_lib.batch_grad(vic, params, state, x, jnp.array([2]))
+
+
+def test_estimates_clipping_norm():
+  _, _, vic, vv, x, lk = _setup([dict(name="clip", max_norm=0.05)])
+  est = ggl.estimate_defense(lk.message, lk.defense)
+  assert est[0]["name"] == "clip"
+  np.testing.assert_allclose(est[0]["max_norm"], 0.05, rtol=1e-4)
+  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(lk.message)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_estimates_sparsity_and_reproduces_mask(known):
+  spec = [dict(name="prune", rate=0.9)]
+  _, _, vic, vv, x, lk = _setup(spec)
+  est = ggl.estimate_defense(lk.message, lk.defense if known else [],
+                             detect=True)
+  assert est[0]["name"] == "prune"
+  paths = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(lk.message)[0]]
+  kernel_rate = est[0]["rates"][paths.index("['params']['head']['kernel']")
+                                if "['params']['head']['kernel']" in paths
+                                else paths.index("['head']['kernel']")]
+  assert abs(kernel_rate - 0.9) < 0.02
+  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(lk.message)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+def test_estimates_soteria_mask():
+  _, _, vic, vv, x, lk = _setup([dict(name="soteria", rate=0.5)])
+  est = ggl.estimate_defense(lk.message, lk.defense)
+  keep = np.asarray(est[0]["keep"])
+  true_keep = np.asarray(defenses.soteria_mask(vic, vv, x, 0.5))
+  # Rows the defense kept but that were zero anyway (dead ReLUs) are the
+  # only possible disagreement, and they carry no gradient either way.
+  assert np.all(keep <= true_keep)
+  assert keep.sum() >= true_keep.sum() - 2
+  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
+  np.testing.assert_allclose(g["head"]["kernel"],
+                             lk.message["head"]["kernel"], atol=1e-7)
+
+
+def test_noise_transform_modes():
+  est = [dict(name="noise", kind="gaussian", scale=0.5)]
+  g = {"a": jnp.zeros((100,))}
+  same = ggl.apply_defense(est, g, jax.random.key(0), noise_mode="none")
+  noisy = ggl.apply_defense(est, g, jax.random.key(0), noise_mode="add")
+  assert float(jnp.abs(same["a"]).max()) == 0.0
+  assert 0.3 < float(jnp.std(noisy["a"])) < 0.7
+
+
+def test_cmaes_evaluates_population_in_one_call():
+  calls = []
+  target = jnp.arange(6.0) / 6
+
+  @jax.jit
+  def batched(zs, key):
+    del key
+    return jnp.sum(jnp.square(zs - target), axis=1)
+
+  def counting(zs, key):
+    calls.append(zs.shape)
+    return batched(zs, key)
+
+  res = ggl.cmaes(counting, jnp.zeros(6), jax.random.key(0), generations=15,
+                  population=12, sigma=0.5)
+  assert calls == [(12, 6)] * 15  # One call per generation, whole population.
+  assert res.loss < float(jnp.sum(jnp.square(target))) / 5
+  assert res.evaluations == 180
+
+
+def test_turbo_beats_random_search():
+  f = jax.jit(jax.vmap(lambda x: jnp.sum(jnp.square(x - 0.7))))
+  res = bo.turbo(f, 4, jax.random.key(0), budget=40, n_init=10, batch=5,
+                 n_candidates=64, gp_steps=10)
+  rand = f(jax.random.uniform(jax.random.key(1), (40, 4), minval=-2,
+                              maxval=2))
+  assert res.evaluations == 40
+  assert res.y < float(jnp.min(rand))
+  assert res.history == sorted(res.history, reverse=True)
+
+
+@pytest.mark.parametrize("optimizer,budget", [("cmaes", 12), ("bo", 40),
+                                              ("adam", 40)])
+def test_attack_improves_objective(optimizer, budget):
+  gen, gv, vic, _, x, lk = _setup([dict(name="prune", rate=0.5)])
+  cfg = dict(optimizer=optimizer, budget=budget, population=16, sigma=1.0,
+             bo_n_init=10, bo_batch=5, bo_candidates=64,
+             bo_gp_steps=10, log_every=0, kl_weight=0.1 * (optimizer == "adam"))
+  rec = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  assert rec.info["loss"] < 0.5 * rec.info["initial_loss"]
+  assert rec.images.shape == x.shape
+  assert int(rec.labels[0]) == 2  # iDLG on the head gradient.
+  assert rec.info["defense_estimate"][0]["name"] == "prune"
+
+
+def test_config_errors():
+  gen, gv, vic, _, _, lk = _setup()
+  with pytest.raises(ValueError, match="unknown ggl settings .'budgett'"):
+    ggl.reconstruct(lk, vic, gen, gv, dict(budgett=3), jax.random.key(0))
+  with pytest.raises(ValueError, match="unknown ggl optimizer 'sgd'"):
+    ggl.reconstruct(lk, vic, gen, gv, dict(optimizer="sgd"),
+                    jax.random.key(0))
+  with pytest.raises(ValueError, match="generator_dir is not set"):
+    ggl.attack(lk, vic, dict(budget=1), jax.random.key(0))
+  small = gen_lib.make_generator("dcgan", latent_dim=4, width=8,
+                                 image_size=16)
+  with pytest.raises(ValueError, match="generator makes images of shape"):
+    ggl.reconstruct(lk, vic, small, small.init(jax.random.key(0)),
+                    dict(budget=1), jax.random.key(0))
+  with pytest.raises(ValueError, match="budget >= 2"):
+    bo.turbo(lambda z: z[:, 0], 2, jax.random.key(0), budget=1)
