@@ -72,6 +72,29 @@ def _plain(config) -> dict:
   return {**DEFAULTS, **c}
 
 
+def infer_labels(leak, victim, method: str = "auto") -> tuple[jax.Array, str]:
+  """(labels [K * B], source): shared labels, else inferred from the leak.
+
+  Heavy pruning can zero the head's bias gradient, which breaks the
+  count-based methods; they then fall back to "bias_corrected" and, failing
+  that, to the head kernel's column sums (one label per example, ranked).
+  """
+  if leak.labels is not None:
+    return jnp.asarray(leak.labels), "shared"
+  n = leak.batch_size * leak.num_clients
+  for m in (method, "bias_corrected"):
+    try:
+      with np.errstate(invalid="ignore"):  # NaN counts are caught below.
+        ys = labels_lib.from_leak(leak, victim, m)
+    except (ValueError, FloatingPointError):
+      continue
+    if ys.shape == (n,):
+      return ys, m
+  kernel = jnp.asarray(leak.message["head"]["kernel"])  # [F, C]
+  order = jnp.argsort(jnp.sum(kernel, axis=0))  # Most negative first.
+  return jnp.resize(order, (n,)).astype(jnp.int32), "kernel_rank"
+
+
 # --------------------------------------------------- defense estimation ----
 
 
@@ -215,11 +238,7 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
     raise ValueError(
         f"generator makes images of shape {generator.image_shape} but the "
         f"victim takes {tuple(leak.input_shape)}")
-  if leak.labels is not None:
-    ys = jnp.asarray(leak.labels)
-  else:
-    ys = labels_lib.infer(leak.message, n, victim, leak.variables,
-                          cfg["label_method"])
+  ys, _ = infer_labels(leak, victim, cfg["label_method"])
   estimate = estimate_defense(leak.message, leak.defense,
                               cfg["detect_defense"])
   dist = objectives.distance(cfg["distance"])

@@ -65,6 +65,29 @@ def _plain(config) -> dict:
   return {**DEFAULTS, **c}
 
 
+def infer_labels(leak, victim, method: str = "auto") -> tuple[jax.Array, str]:
+  """(labels [K * B], source): shared labels, else inferred from the leak.
+
+  Heavy pruning can zero the head's bias gradient, which breaks the
+  count-based methods; they then fall back to "bias_corrected" and, failing
+  that, to the head kernel's column sums (one label per example, ranked).
+  """
+  if leak.labels is not None:
+    return jnp.asarray(leak.labels), "shared"
+  n = leak.batch_size * leak.num_clients
+  for m in (method, "bias_corrected"):
+    try:
+      with np.errstate(invalid="ignore"):  # NaN counts are caught below.
+        ys = labels_lib.from_leak(leak, victim, m)
+    except (ValueError, FloatingPointError):
+      continue
+    if ys.shape == (n,):
+      return ys, m
+  kernel = jnp.asarray(leak.message["head"]["kernel"])  # [F, C]
+  order = jnp.argsort(jnp.sum(kernel, axis=0))  # Most negative first.
+  return jnp.resize(order, (n,)).astype(jnp.int32), "kernel_rank"
+
+
 class Render:
   """(vars, aux) -> victim-space images; hashable for the matching engine."""
 
@@ -140,11 +163,7 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   steps = int(cfg["steps"])
   if steps < 1:
     raise ValueError(f"gismn steps must be >= 1; got {steps}")
-  if leak.labels is not None:
-    ys = jnp.asarray(leak.labels)
-  else:
-    ys = labels_lib.infer(leak.message, n, victim, leak.variables,
-                          cfg["label_method"])
+  ys, label_source = infer_labels(leak, victim, cfg["label_method"])
   render = Render(generator, gen_vars, leak.mean, leak.std)
   settings = matching.make_settings(objective=cfg["distance"], tv=0.0,
                                     l2=0.0, box=False)
@@ -177,6 +196,7 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   info = {"initial_distance": d0, "distance": final_d, "history": history,
           "switch": switch, "group_every": every,
           "labels": [int(y) for y in np.asarray(ys)],
+          "label_source": label_source,
           "seconds": time.time() - t0}
   return Reconstruction(images, ys, info)
 

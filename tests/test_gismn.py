@@ -1,0 +1,66 @@
+"""GI-SMN: W+ and noise refinement of a style generator by gradient matching."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gitjax import generators as gen_lib
+from gitjax import leak as leak_lib
+from gitjax import models
+from gitjax import victim as victim_lib
+from gitjax.attacks import gismn
+
+
+def _setup(defense=(), batch=2):
+  gen = gen_lib.make_generator("style", latent_dim=4, w_dim=8, width=8,
+                               mapping_layers=2, image_size=8)
+  gv = gen.init(jax.random.key(0))
+  vic = models.make_victim("mlp", input_shape=(8, 8, 3), num_classes=4,
+                           hidden=(32,), activation="relu")
+  vv = victim_lib.init_variables(vic, jax.random.key(1))
+  z = jax.random.normal(jax.random.key(2), (batch, 4))
+  x = gen_lib.to_unit(gen.apply(gv, z)[0])  # Reachable by the generator.
+  ys = jnp.arange(batch) % 4
+  lk, _ = leak_lib.simulate(vic, vv, x, ys, jax.random.key(3),
+                            defense=list(defense))
+  return gen, gv, vic, lk
+
+
+@pytest.mark.parametrize("defense", [[], [dict(name="prune", rate=0.9)]])
+def test_refinement_reduces_gradient_distance(defense):
+  gen, gv, vic, lk = _setup(defense)
+  cfg = dict(steps=45, log_every=0)
+  rec = gismn.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  assert rec.images.shape == (2, 8, 8, 3)
+  assert rec.info["switch"] == 20 and rec.info["group_every"] == 1
+  # Measured: 0.76 (no defense) and 0.67 (90% pruning) of the start.
+  assert rec.info["distance"] < 0.85 * rec.info["initial_distance"]
+  if not defense:
+    np.testing.assert_array_equal(np.sort(rec.labels), [0, 1])
+  lo, hi = leak_lib.box(lk)
+  assert float(rec.images.min()) >= float(lo.min()) - 1e-5
+  assert float(rec.images.max()) <= float(hi.max()) + 1e-5
+
+
+def test_initial_latents_are_truncated_w_plus():
+  gen, gv, _, _ = _setup()
+  v = gismn.initial_latents(gen, gv, jax.random.key(0), 3, truncation=0.0)
+  assert v["ws"].shape == (3, gen.num_ws, gen.w_dim)
+  w_avg = gen_lib.w_average(gen, gv, jax.random.split(jax.random.key(0),
+                                                      3)[1])
+  np.testing.assert_allclose(v["ws"][1, 2], w_avg, atol=1e-5)
+  assert [n.shape[1:] for n in v["noise"]] == list(gen.noise_shapes)
+
+
+def test_errors():
+  gen, gv, vic, lk = _setup()
+  with pytest.raises(ValueError, match="unknown gismn settings"):
+    gismn.reconstruct(lk, vic, gen, gv, dict(iterations=3),
+                      jax.random.key(0))
+  dc = gen_lib.make_generator("dcgan", latent_dim=4, width=8, image_size=8)
+  with pytest.raises(ValueError, match="needs a style-based generator"):
+    gismn.reconstruct(lk, vic, dc, dc.init(jax.random.key(0)),
+                      dict(steps=2), jax.random.key(0))
+  with pytest.raises(ValueError, match="generator_dir is not set"):
+    gismn.attack(lk, vic, dict(steps=2), jax.random.key(0))
