@@ -201,7 +201,7 @@ def _all_finite(tree):
                               for x in jax.tree.leaves(tree)]))
 
 
-def _trial_step(loss_fn, project, settings, data, step, v, opt_state, best_v,
+def _trial_step(loss_fn, project, settings, step, data, v, opt_state, best_v,
                 best_l, alive, died):
   """One optimizer step of one trial (vmapped over trials)."""
   tx = make_optimizer(settings)
@@ -239,31 +239,54 @@ def _init_carry(init_vars, settings):
   return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), carry)
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("loss_fn", "project", "settings"))
-def _run_chunk(carry, data, n, *, loss_fn, project, settings):
-  """Runs ``n`` (traced, <= settings.chunk) steps; returns losses [R, chunk]."""
+def make_step(loss_fn, project, settings: Settings, per_trial=False):
+  """One iteration of all R trials: ``(carry, data) -> (carry, losses [R])``.
+
+  The body of the compiled loop, exposed for benchmarks (cost analysis).
+  """
   step = jax.vmap(
-      functools.partial(_trial_step, loss_fn, project, settings, data),
-      in_axes=(None, 0, 0, 0, 0, 0, 0))
+      functools.partial(_trial_step, loss_fn, project, settings),
+      in_axes=(None, 0 if per_trial else None, 0, 0, 0, 0, 0, 0))
+
+  def one(c, data):
+    v, os, bv, bl, al, died, loss = step(c.step, data, c.vars, c.opt_state,
+                                         c.best_vars, c.best_loss, c.alive,
+                                         c.died_at)
+    return Carry(v, os, bv, bl, al, died, c.step + 1), loss
+
+  return one
+
+
+def init_carry(init_vars, settings: Settings) -> Carry:
+  """The loop state for R trials starting at ``init_vars`` (leading [R])."""
+  return _init_carry(init_vars, settings)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "project",
+                                             "settings", "per_trial"))
+def _run_chunk(carry, data, n, *, loss_fn, project, settings, per_trial):
+  """Runs ``n`` (traced, <= settings.chunk) steps; returns losses [R, chunk]."""
+  step = make_step(loss_fn, project, settings, per_trial)
   r = carry.best_loss.shape[0]
 
   def body(i, c_buf):
     c, buf = c_buf
-    v, os, bv, bl, al, died, loss = step(c.step, c.vars, c.opt_state,
-                                         c.best_vars, c.best_loss, c.alive,
-                                         c.died_at)
+    c, loss = step(c, data)
     buf = jax.lax.dynamic_update_slice(buf, loss[:, None], (0, i))
-    return Carry(v, os, bv, bl, al, died, c.step + 1), buf
+    return c, buf
 
   buf = jnp.full((r, settings.chunk), jnp.nan)
   return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn",))
-def _finish(carry, data, *, loss_fn):
+run_chunk = _run_chunk  # Public name for benchmarks.
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "per_trial"))
+def _finish(carry, data, *, loss_fn, per_trial):
   """Scores the last iterates (after the final step) and picks the best."""
-  loss = jax.vmap(lambda v: loss_fn(v, data))(carry.vars)
+  loss = jax.vmap(loss_fn, in_axes=(0, 0 if per_trial else None))(
+      carry.vars, data)
   better = carry.alive & jnp.isfinite(loss) & (loss < carry.best_loss)
   best_v = _where(better, carry.vars, carry.best_vars)
   best_l = jnp.where(better, loss, carry.best_loss)
@@ -293,7 +316,8 @@ class _Progress:
 
 
 def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
-             project: Callable | None = None, desc: str = "matching"):
+             project: Callable | None = None, desc: str = "matching", *,
+             per_trial: bool = False, select: bool = True):
   """Minimizes ``loss_fn(vars, data)`` from R initial points at once.
 
   Args:
@@ -304,13 +328,17 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
     data: traced pytree passed to ``loss_fn`` and ``project``.
     project: optional ``(vars, data) -> vars`` after each step.
     desc: label for progress logs.
+    per_trial: ``data`` has a leading [R] axis, one slice per trial (several
+      independent problems solved in one program, e.g. 16 leaks x restarts).
+    select: return the best trial only; False returns every trial's best
+      iterate (leading [R]) for the caller to select, e.g. per problem.
 
   Returns:
-    (best_vars without the [R] axis, info dict). ``info`` has ``loss`` (the
-    chosen trial's objective), ``best_trial``, ``trial_losses`` [R] (each
-    trial's best objective; inf if it never had a finite one),
-    ``final_losses`` [R], ``nonfinite_trials`` and ``died_at`` (iteration),
-    ``history`` (iteration and per-trial loss at each chunk end), timings.
+    (best_vars, info dict). ``info`` has ``loss`` (the chosen trial's
+    objective), ``best_trial``, ``trial_losses`` [R] (each trial's best
+    objective; inf if it never had a finite one), ``final_losses`` [R],
+    ``nonfinite_trials`` and ``died_at`` (iteration), ``history`` (iteration
+    and per-trial loss at each chunk end), timings.
   """
   t0 = time.time()
   carry = _init_carry(init_vars, settings)
@@ -321,8 +349,9 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
   try:
     while done < total:
       n = min(settings.chunk, total - done)
-      carry, buf = _run_chunk(carry, data, n, loss_fn=loss_fn,
-                              project=project, settings=settings)
+      carry, buf = run_chunk(carry, data, n, loss_fn=loss_fn,
+                             project=project, settings=settings,
+                             per_trial=per_trial)
       buf = np.asarray(buf)[:, :n]  # [R, n]; blocks until the chunk is done.
       if compile_s is None:
         compile_s = time.time() - t_loop
@@ -334,7 +363,8 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
                  t_loop)
   finally:
     bar.close()
-  best_v, best_l, final = _finish(carry, data, loss_fn=loss_fn)
+  best_v, best_l, final = _finish(carry, data, loss_fn=loss_fn,
+                                  per_trial=per_trial)
   best_l = np.asarray(best_l)
   r = int(np.argmin(best_l))
   died = np.asarray(carry.died_at)
@@ -351,6 +381,8 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
       seconds_per_iteration=seconds / total)
   if not np.isfinite(best_l[r]):
     logging.warning("%s: no trial reached a finite objective", desc)
+  if not select:
+    return best_v, info
   return jax.tree.map(lambda x: x[r], best_v), info
 
 
@@ -578,21 +610,13 @@ def run(leak, victim, x_init, labels, config, key=None, *, render=None,
   """
   s = config if isinstance(config, Settings) else make_settings(config)
   r = jax.tree.leaves(x_init)[0].shape[0]
-  joint = labels is None
-  problem = make_problem(leak, victim, s, joint, render, penalty, objective)
+  problem = make_problem(leak, victim, s, labels is None, render, penalty,
+                         objective)
   if render is None:
     victim_lib.check_images(victim, x_init[0], "x_init[r]")
   init = {"x": x_init}
-  if joint:
-    if render is None:
-      n = x_init.shape[1]
-    else:
-      n = jax.eval_shape(lambda v: render(v, aux),
-                         jax.tree.map(lambda a: a[0], x_init)).shape[0]
-    key = jax.random.key(0) if key is None else key
-    shape = (r, n) if victim.loss == "squared" else (r, n,
-                                                      victim.num_classes)
-    init["y"] = jax.random.normal(key, shape)
+  if labels is None:
+    init["y"] = _label_logits(problem, x_init, r, aux, key)
   data = make_data(leak, labels, aux)
   project = BoxProjection() if s.box and render is None else None
   best, info = optimize(problem, init, s, data, project,
@@ -600,3 +624,73 @@ def run(leak, victim, x_init, labels, config, key=None, *, render=None,
   x, y = problem.images_labels(best, data)
   return Result(images=x, labels=y, variables=best["x"], loss=info["loss"],
                 info=info)
+
+
+def _label_logits(problem, x_init, r, aux, key):
+  if problem.render is None:
+    n = x_init.shape[1]
+  else:
+    n = jax.eval_shape(lambda v: problem.render(v, aux),
+                       jax.tree.map(lambda a: a[0], x_init)).shape[0]
+  key = jax.random.key(0) if key is None else key
+  victim = problem.victim
+  shape = (r, n) if victim.loss == "squared" else (r, n, victim.num_classes)
+  return jax.random.normal(key, shape)
+
+
+def run_many(leaks, victim, x_init, labels, config, key=None) -> list[Result]:
+  """Attacks M independent leaks of one victim in one compiled program.
+
+  The M x R trials run side by side (vmapped; per-trial data), which on a
+  CPU or GPU costs far less than M sequential runs for small victims.
+
+  Args:
+    leaks: M leaks with the same model, protocol and defense.
+    victim: their victim.
+    x_init: [M, R, N, *input_shape] initial images.
+    labels: [M, N] (or [M, N, C]) labels, or None for joint optimization.
+    config: ``Settings`` or a dict of its fields.
+    key: randomness for joint label logits.
+
+  Returns:
+    M ``Result``s; each ``info`` has the shared history and timings and its
+    own per-restart losses.
+  """
+  s = config if isinstance(config, Settings) else make_settings(config)
+  m, r = x_init.shape[:2]
+  if len(leaks) != m:
+    raise ValueError(f"{len(leaks)} leaks but x_init has {m} problems")
+  problem = make_problem(leaks[0], victim, s, labels is None)
+  for lk in leaks[1:]:
+    if make_problem(lk, victim, s, labels is None) != problem:
+      raise ValueError("run_many needs leaks with the same model, protocol "
+                       "and defense")
+  flat = lambda a: a.reshape((m * r,) + a.shape[2:])
+  init = {"x": flat(x_init)}
+  if labels is None:
+    init["y"] = _label_logits(problem, init["x"], m * r, None, key)
+  datas = [make_data(lk, None if labels is None else labels[i])
+           for i, lk in enumerate(leaks)]
+  data = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), r, axis=0), *datas)
+  project = BoxProjection() if s.box else None
+  best, info = optimize(problem, init, s, data, project, per_trial=True,
+                        select=False,
+                        desc=f"{m} x {victim.name}/{s.objective}/"
+                        f"{s.optimizer}")
+  losses = np.asarray(info["trial_losses"]).reshape(m, r)
+  out = []
+  for i in range(m):
+    j = i * r + int(np.argmin(losses[i]))
+    b = jax.tree.map(lambda a: a[j], best)
+    d = jax.tree.map(lambda a: a[j], data)
+    x, y = problem.images_labels(b, d)
+    inf = dict(info, loss=float(losses[i].min()), best_trial=j - i * r,
+               trial_losses=[float(v) for v in losses[i]],
+               final_losses=info["final_losses"][i * r:(i + 1) * r],
+               nonfinite_trials=[t - i * r for t in info["nonfinite_trials"]
+                                 if i * r <= t < (i + 1) * r],
+               died_at=info["died_at"][i * r:(i + 1) * r],
+               problems=m)
+    out.append(Result(images=x, labels=y, variables=b["x"],
+                      loss=inf["loss"], info=inf))
+  return out

@@ -1,0 +1,48 @@
+r"""Inverting Gradients on IG's ConvNet (random init), one embedded photo.
+
+python -m launch.attack --config=configs/ig_convnet.py \
+    --workdir=/tmp/gitjax/ig_convnet
+
+breaching's ``invertinggradients`` attack: one cosine over all gradient
+tensors, Adam lr 0.1 on signed gradients, x0.1 at 3/8, 5/8, 7/8 of the
+iterations, [0, 1] box, TV 1e-4, label by iDLG. Default: ConvNet width 64
+(breaching's 2.9M-parameter ConvNet), 4,000 iterations (the invertinggradients
+notebook's budget): a GPU-sized run. ``:cpu=True`` is the 2-core CPU budget
+(width 16, 1,000 iterations). Results: RESULTS below.
+
+Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``,
+``data_dir`` (CIFAR-10 zips instead of the embedded photos), ``cpu``,
+``smoke`` (12x12 images, width 2, 4 iterations: for tests).
+"""
+
+from configs import common
+
+
+def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=1000,
+              **defaults):
+  """The IG experiment shared by the ig_* configs."""
+  arg = common.parse_arg(arg, **{
+      **dict(batch=1, width=64, iterations=4000, restarts=1, tv=1e-4,
+             data_dir="", index=0, cpu=False, smoke=False), **defaults})
+  config = common.base_config()
+  config.data.batch_size = arg.batch
+  config.data.index = tuple(range(arg.index, arg.index + arg.batch))
+  if arg.data_dir:
+    config.data.name = "cifar10"
+    config.data.data_dir = arg.data_dir
+  width, iterations = arg.width, arg.iterations
+  if arg.cpu:
+    width, iterations = cpu_width, cpu_iterations
+  config.victim = dict(name=victim, width=width)
+  config.attack = dict(name="ig", iterations=iterations,
+                       restarts=arg.restarts, tv=arg.tv,
+                       chunk=min(100, iterations))
+  if arg.smoke:
+    config.data.image_size = 12
+    config.victim.width = 2
+    config.attack.update(iterations=4, chunk=2)
+  return config
+
+
+def get_config(arg=None):
+  return ig_config(arg)

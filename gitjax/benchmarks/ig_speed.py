@@ -1,0 +1,114 @@
+"""Inverting Gradients iteration speed and hardware utilization.
+
+For each (model, batch size): milliseconds per IG iteration (the engine's
+compiled chunk: cosine gradient distance, its gradient by double backprop,
+signed Adam, box projection), the FLOPs of one iteration from XLA's cost
+analysis of the compiled step, and the FLOP/s this achieves as a fraction of
+a large float32 matmul's FLOP/s measured in the same run. Also the cost of R
+restarts in one vmapped program against R sequential single-trial runs.
+"""
+
+import logging
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gitjax import leak as leak_lib
+from gitjax import models
+from gitjax import victim as victim_lib
+from gitjax.attacks import gradient_matching as gm
+from gitjax.attacks import matching
+
+
+def matmul_flops_per_s(n: int, repeats: int) -> float:
+  """Best FLOP/s of an [n, n] x [n, n] float32 matmul."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  f(a, b).block_until_ready()
+  best = np.inf
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2.0 * n**3 / best
+
+
+def _setup(name, width, batch, image_size, restarts, iterations):
+  kw = {} if width is None else {"width": width}
+  victim = models.make_victim(name, input_shape=(image_size, image_size, 3),
+                              num_classes=10, **kw)
+  key = jax.random.key(0)
+  variables = victim_lib.init_variables(victim, key)
+  xs = jax.random.uniform(jax.random.fold_in(key, 1),
+                          (batch, image_size, image_size, 3))
+  ys = jnp.arange(batch) % 10
+  leak, _ = leak_lib.simulate(victim, variables, xs, ys, key)
+  settings, _ = gm.split_config(
+      dict(iterations=iterations, restarts=restarts, chunk=iterations,
+           tv=1e-4, progress=False), gm.IG_DEFAULTS)
+  problem = matching.make_problem(leak, victim, settings)
+  data = matching.make_data(leak, ys)
+  x0 = jax.random.normal(key, (restarts,) + xs.shape)
+  carry = matching.init_carry({"x": x0}, settings)
+  return problem, settings, data, carry
+
+
+def time_iterations(name, width, batch, image_size, restarts, iterations,
+                    repeats):
+  """(seconds per iteration, FLOPs per iteration, compile seconds)."""
+  problem, settings, data, carry = _setup(name, width, batch, image_size,
+                                          restarts, iterations)
+  project = matching.BoxProjection()
+  kw = dict(loss_fn=problem, project=project, settings=settings,
+            per_trial=False)
+  t = time.perf_counter()
+  out = matching.run_chunk(carry, data, iterations, **kw)
+  jax.block_until_ready(out)
+  compile_s = time.perf_counter() - t
+  best = np.inf
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(matching.run_chunk(carry, data, iterations, **kw))
+    best = min(best, time.perf_counter() - t)
+  step = jax.jit(matching.make_step(problem, project, settings))
+  cost = step.lower(carry, data).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):  # Older JAX returned one per device.
+    cost = cost[0]
+  flops = float(cost.get("flops", np.nan)) if cost else np.nan
+  return best / iterations, flops, compile_s
+
+
+def run(config, workdir):
+  del workdir
+  ref = matmul_flops_per_s(config.matmul_size, config.repeats)
+  results = {"matmul_size": config.matmul_size,
+             "matmul_gflop_per_s": ref / 1e9,
+             "image_size": config.image_size,
+             "iterations_timed": config.iterations, "models": {}}
+  logging.info("float32 matmul %d: %.1f GFLOP/s", config.matmul_size,
+               ref / 1e9)
+  for name, width in config.models:
+    for b in config.batch_sizes:
+      s, flops, comp = time_iterations(name, width, b, config.image_size, 1,
+                                       config.iterations, config.repeats)
+      row = dict(ms_per_iteration=1e3 * s, gflop_per_iteration=flops / 1e9,
+                 gflop_per_s=flops / s / 1e9,
+                 fraction_of_matmul=flops / s / ref, compile_s=comp)
+      results["models"][f"{name}_w{width}_b{b}"] = row
+      logging.info("%s width %s B=%d: %s", name, width, b, row)
+  name, width = config.restart_model
+  r = config.restarts
+  s_r, _, _ = time_iterations(name, width, 1, config.image_size, r,
+                              config.iterations, config.repeats)
+  s_1, _, _ = time_iterations(name, width, 1, config.image_size, 1,
+                              config.iterations, config.repeats)
+  results["restarts"] = dict(
+      model=f"{name}_w{width}_b1", restarts=r,
+      vmapped_ms_per_iteration=1e3 * s_r,
+      sequential_ms_per_iteration=1e3 * r * s_1,
+      speedup=r * s_1 / s_r)
+  logging.info("restarts: %s", results["restarts"])
+  return results
