@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy import optimize
 
 from gitjax import attacks
 from gitjax.attacks import tensor_decomp
@@ -49,8 +50,9 @@ cosine_similarities = tensor_identify.cosine_similarities
 DEFAULTS = dict(
     method="simultaneous",  # "simultaneous" or "parafac" (TensorLy).
     order="auto",  # Tensor order: "auto" (3, or 4 if mu_3 = 0), 3 or 4.
-    # Data span: "auto" (2, or 3 if mu_2 = 0), 2 or 3 (``_subspace``), or
-    # "w_grad" (exact span from the leaked dL/dw, beyond the paper).
+    # Data span: "auto" (best of 2 and 3, see ``recover``), 2 or 3
+    # (``tensor_subspace.from_moments``), or "w_grad" (exact span from the
+    # leaked dL/dw, beyond the paper).
     subspace="auto",
     subspace_refinements=2,  # Re-estimates of V with order kt removed.
     clip_quantile=0.9,  # Winsorize g for the subspace (1.0: off).
@@ -67,6 +69,7 @@ DEFAULTS = dict(
     polish=True,  # Levenberg-Marquardt on the symmetric CP fit.
     sign="auto",  # "auto" (identities, else heuristic), "heuristic", "none".
     norm="auto",  # "auto" (identities, else 1.0) or a fixed float.
+    norm_fit=True,  # Refit identified norms and signs by least squares.
     match_steps=0,  # L-BFGS steps fitting (x, rho) to g; 0: off.
 )
 
@@ -92,8 +95,9 @@ def plan_orders(act_name, order="auto", subspace="auto"):
   """Which moments carry signal for ``act_name``.
 
   Returns (kappa [S, 6] on ``tensor_moments.SCALES``, nonzero [6] bools,
-  tensor order, subspace order). Raises ValueError when a
-  requested order has no signal (e.g. order 3 for ReLU: mu_3 = 0).
+  tensor order, subspace estimators to try: for "auto" every usable
+  moment order). Raises ValueError when a requested order has no signal
+  (e.g. order 3 for ReLU: mu_3 = 0).
   """
   kappa = tensor_moments.hermite_coefficients(common.activation(act_name))
   nz = tensor_moments.nonzero_orders(kappa)
@@ -113,16 +117,16 @@ def plan_orders(act_name, order="auto", subspace="auto"):
           f"use order={7 - kt} or order='auto'")
   else:
     raise ValueError(f"order must be 'auto', 3 or 4, got {order!r}")
-  usable = [k for k in (2, 3) if nz[k] and (k == 2 or nz[1])] + ["w_grad"]
+  usable = [k for k in (2, 3) if nz[k] and (k == 2 or nz[1])]
   if subspace == "auto":
-    subspace = usable[0]
-  elif subspace not in (2, 3, "w_grad"):
+    return kappa, nz, kt, usable
+  if subspace not in (2, 3, "w_grad"):
     raise ValueError(
         f"subspace must be 'auto', 2, 3 or 'w_grad', got {subspace!r}")
-  if subspace not in usable:
+  if subspace not in usable + ["w_grad"]:
     raise ValueError(f"activation {act_name!r} gives no order-{subspace} "
                      f"subspace estimate ({mu})")
-  return kappa, nz, kt, subspace
+  return kappa, nz, kt, [subspace]
 
 
 def _fit_coefficients(moments, factors, nz):
@@ -179,7 +183,42 @@ def _decompose(t, n, s, seed):
                                  refine=s["polish"], **opts)
 
 
-def _lift(activation, plan, moments, v, factors, weights, s):
+def _fit_amplitudes(w, g, dirs, activation, a0, rho0):
+  """Least squares on g over signed norms a [N] and weights rho [N].
+
+  With the directions fixed, g ~ sum_i rho_i act(a_i w_j . xhat_i) has only
+  2N unknowns and m equations; Levenberg-Marquardt from the moment-ratio
+  estimate (a0, rho0) uses all of g instead of two noisy moment
+  coefficients. For t^3 + t^2 the problem is even linear in (rho a^3,
+  rho a^2). Returns (a, rho, relative residual).
+  """
+  act = common.activation(activation)
+  dact = jax.vmap(jax.grad(act))
+  t = np.asarray(jnp.asarray(dirs, w.dtype) @ w, np.float64)  # [N, m]
+  gn = np.asarray(g, np.float64)
+  scale = np.linalg.norm(gn)
+
+  def parts(p):
+    a, rho = np.split(p, 2)
+    z = jnp.asarray(a[:, None] * t, jnp.float32)
+    return (np.asarray(act(z), np.float64),
+            np.asarray(dact(z.ravel()).reshape(z.shape), np.float64), a, rho)
+
+  def resid(p):
+    f, _, _, rho = parts(p)
+    return (rho @ f - gn) / scale
+
+  def jac(p):
+    f, df, _, rho = parts(p)
+    return np.concatenate([(rho[:, None] * df * t).T, f.T], axis=1) / scale
+
+  sol = optimize.least_squares(resid, np.concatenate([a0, rho0]), jac=jac,
+                               method="lm", max_nfev=100)
+  a, rho = np.split(sol.x, 2)
+  return a, rho, float(np.linalg.norm(sol.fun))
+
+
+def _lift(w, g, activation, plan, moments, v, factors, weights, s):
   """Components -> examples x [N, d] with sign and norm, and rho [N]."""
   kappa, nz, kt, _ = plan
   coef = _fit_coefficients(moments, factors, nz)
@@ -189,16 +228,62 @@ def _lift(activation, plan, moments, v, factors, weights, s):
   dirs = (np.asarray(v, np.float64) @ factors).T  # [N, d], unit rows.
   if ident["sign_rule"] == "heuristic":
     ident["signs"] = tensor_identify.heuristic_signs(dirs)
-  signs, norms = ident["signs"], ident["norms"]
+  a = ident["signs"] * ident["norms"]
   kappa_n = tensor_moments.hermite_coefficients(
-      common.activation(activation), norms)[:, kt]
-  rho = weights / (kappa_n * signs**kt)
-  return dirs * (signs * norms)[:, None], rho, ident
+      common.activation(activation), ident["norms"])[:, kt]
+  rho = weights / (kappa_n * ident["signs"]**kt)
+  if s["norm_fit"] and ident["norm_pair"] is not None:
+    a, rho, ident["norm_fit_residual"] = _fit_amplitudes(
+        w, g, dirs, activation, a, rho)
+    if ident["sign_rule"].startswith("coef"):
+      ident["sign_rule"] += ", then least squares on g"
+    ident["norm_rule"] += ", then least squares on g"
+  return dirs * a[:, None], rho, ident
+
+
+@functools.partial(jax.jit, static_argnames=("act_name",))
+def _relative_residual(w, g, x, rho, act_name):
+  """||g - act(X W)^T rho|| / ||g||: how well a recovery explains g."""
+  pred = common.activation(act_name)(x @ w).T @ rho
+  return jnp.linalg.norm(pred - g) / jnp.linalg.norm(g)
+
+
+def _recover_in(sub_order, w, g, activation, plan, n, s, seed, w_grad):
+  """One pass: subspace, projected tensor, decomposition, lifting."""
+  kt, t0 = plan[2], time.perf_counter()
+  if sub_order == "w_grad":
+    if w_grad is None:
+      raise ValueError("subspace='w_grad' needs the gradient dL/dw")
+    v, sub = tensor_subspace.from_w_grad(jnp.asarray(w_grad, w.dtype), n, s)
+  else:
+    v, sub = tensor_subspace.from_moments(w, g, sub_order, n, kt, s)
+  t1 = time.perf_counter()
+  moments = tensor_subspace.projected(w, g, v, kt, s)
+  factors, weights, dinfo = _decompose(moments[kt], sub["n"], s, seed)
+  x, rho, ident = _lift(w, g, activation, plan, moments, v, factors,
+                        weights, s)
+  sub["residual"] = float(_relative_residual(
+      w, g, jnp.asarray(x, w.dtype), jnp.asarray(rho, w.dtype), activation))
+  info = dict(batch_size=sub["n"], batch_size_estimated=n is None,
+              tensor_order=kt, subspace=sub,
+              decomposition=dict(method=s["method"], **dinfo),
+              sign_identified=ident["sign_rule"].startswith("coef"),
+              norm_identified=ident["norm_pair"] is not None,
+              sign_rule=ident["sign_rule"], norm_rule=ident["norm_rule"],
+              seconds=dict(subspace=t1 - t0,
+                           tensor=time.perf_counter() - t1))
+  return x, rho, ident["norms"], info
 
 
 def recover(w, g, activation, batch_size=None, config=None, seed=0,
             w_grad=None):
   """Recovers the batch behind g = dL/da of a two-layer network.
+
+  With subspace="auto" every usable subspace estimator (order 2, and the
+  contracted order 3 when the activation has a first and third Hermite
+  coefficient) is tried and the recovery that best explains g (smallest
+  ``_relative_residual``) is kept: order 2 wins for unit-norm data, order 3
+  for large norms (raw pixels), where t^3 drowns the order-2 signal.
 
   Args:
     w: [d, m] first-layer weights (w_j ~ N(0, I), column j is neuron j).
@@ -224,26 +309,13 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
         f"batch size {n} exceeds the input dimension d = {d}: the tensor "
         f"attack recovers at most d linearly independent examples")
   plan = plan_orders(activation, s["order"], s["subspace"])
-  kt, t0 = plan[2], time.perf_counter()
-  if plan[3] == "w_grad":
-    if w_grad is None:
-      raise ValueError("subspace='w_grad' needs the gradient dL/dw")
-    v, sub = tensor_subspace.from_w_grad(jnp.asarray(w_grad, w.dtype), n, s)
-  else:
-    v, sub = tensor_subspace.from_moments(w, g, plan[3], n, kt, s)
-  t1 = time.perf_counter()
-  moments = tensor_subspace.projected(w, g, v, kt, s)
-  factors, weights, dinfo = _decompose(moments[kt], sub["n"], s, seed)
-  t2 = time.perf_counter()
-  x, rho, ident = _lift(activation, plan, moments, v, factors, weights, s)
-  info = dict(batch_size=sub["n"], batch_size_estimated=n is None,
-              tensor_order=kt, subspace=sub,
-              decomposition=dict(method=s["method"], **dinfo),
-              sign_identified=ident["sign_rule"].startswith("coef"),
-              norm_identified=ident["norm_pair"] is not None,
-              sign_rule=ident["sign_rule"], norm_rule=ident["norm_rule"],
-              seconds=dict(subspace=t1 - t0, tensor=t2 - t1))
+  runs = [_recover_in(k, w, g, activation, plan, n, s, seed, w_grad)
+          for k in plan[3]]
+  x, rho, norms, info = min(runs, key=lambda r: r[3]["subspace"]["residual"])
+  info["subspace_residuals"] = {str(r[3]["subspace"]["order"]):
+                                r[3]["subspace"]["residual"] for r in runs}
   if s["match_steps"]:
+    t0 = time.perf_counter()
     p, l0, l1, steps = _match(w, g, {"x": jnp.asarray(x, w.dtype),
                                      "rho": jnp.asarray(rho, w.dtype)},
                               activation, int(s["match_steps"]))
@@ -252,9 +324,8 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
     if l1 < l0:  # L-BFGS is monotone; this guards against NaN.
       x, rho = np.asarray(p["x"], np.float64), np.asarray(p["rho"])
     if not info["norm_identified"]:  # Keep the norm convention.
-      x = x / np.linalg.norm(x, axis=1, keepdims=True) * ident["norms"][
-          :, None]
-    info["seconds"]["match"] = time.perf_counter() - t2
+      x = x / np.linalg.norm(x, axis=1, keepdims=True) * norms[:, None]
+    info["seconds"]["match"] = time.perf_counter() - t0
   return TensorResult(x=x.astype(np.float32), rho=rho, info=info)
 
 
