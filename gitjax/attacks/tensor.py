@@ -78,6 +78,7 @@ class TensorResult(NamedTuple):
   x: np.ndarray  # [N, d] recovered examples (sign, norm where identified).
   rho: np.ndarray  # [N] residual weights (f(x_i) - y_i) / N.
   info: dict  # JSON-able: orders, spectrum, identifiability, timings.
+  x_tensor: np.ndarray  # [N, d] the moment estimate, before match_steps.
 
 
 def settings(config=None) -> dict:
@@ -312,6 +313,7 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
   runs = [_recover_in(k, w, g, activation, plan, n, s, seed, w_grad)
           for k in plan[3]]
   x, rho, norms, info = min(runs, key=lambda r: r[3]["subspace"]["residual"])
+  x_tensor = x
   info["subspace_residuals"] = {str(r[3]["subspace"]["order"]):
                                 r[3]["subspace"]["residual"] for r in runs}
   if s["match_steps"]:
@@ -326,7 +328,8 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
     if not info["norm_identified"]:  # Keep the norm convention.
       x = x / np.linalg.norm(x, axis=1, keepdims=True) * norms[:, None]
     info["seconds"]["match"] = time.perf_counter() - t0
-  return TensorResult(x=x.astype(np.float32), rho=rho, info=info)
+  return TensorResult(x=x.astype(np.float32), rho=rho, info=info,
+                      x_tensor=x_tensor.astype(np.float32))
 
 
 def check_leak(leak, victim):
