@@ -30,7 +30,8 @@ def _setup(name, key, b=3):
   return v, variables, xs, ys
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+# ResNet-18 shares every code path with ResNet-20 and only costs compile time.
+@pytest.mark.parametrize("name", sorted(set(TINY) - {"resnet18"}))
 def test_per_example_grads_match_loop_and_batch(name, key):
   v, variables, xs, ys = _setup(name, key)
   params, state = victim_lib.split(variables)
