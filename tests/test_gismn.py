@@ -64,3 +64,29 @@ def test_errors():
                       dict(steps=2), jax.random.key(0))
   with pytest.raises(ValueError, match="generator_dir is not set"):
     gismn.attack(lk, vic, dict(steps=2), jax.random.key(0))
+
+
+def test_attacks_run_through_experiments(tmp_path):
+  """Train a tiny style prior, then run GI-SMN and GGL via run_attack."""
+  from configs import common
+  from configs import prior_style_cifar10
+  from gitjax import experiments
+  from gitjax import train_prior
+
+  prior = prior_style_cifar10.get_config("smoke=True")
+  prior.steps, prior.progress = 2, False
+  train_prior.train_and_evaluate(prior, str(tmp_path / "prior"))
+  for name in ("gismn", "ggl"):
+    config = common.base_config()
+    config.data.image_size = 8
+    config.data.batch_size = 2 if name == "gismn" else 1
+    config.victim = dict(name="mlp", hidden=(16,), activation="relu")
+    config.attack = dict(name=name, generator_dir=str(tmp_path / "prior"),
+                         log_every=0)
+    if name == "gismn":
+      config.attack.steps = 3
+    else:
+      config.attack.update(budget=2, population=4)
+    out = experiments.run_attack(config, str(tmp_path / name))
+    assert np.isfinite(out["mean"]["psnr"])
+    assert (tmp_path / name / "grid.png").exists()

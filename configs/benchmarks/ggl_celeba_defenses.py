@@ -1,11 +1,11 @@
 r"""GGL under noise, clipping, sparsification and Soteria on CelebA 32x32.
 
 python -m launch.benchmark \
-    --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True,generator_dir=/tmp/gitjax/prior_dcgan_celeba \
+    --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True \
     --workdir=/tmp/gitjax/bench_ggl
 
 Prior: ``configs/prior_dcgan_celeba.py`` trained on images 1-9000. Attacked:
-images 9001-9000+N (N = 16; 8 on CPU), B = 1, random-init ResNet-18 with the
+images 9001-9000+N (N = 16; 4 on the shared 2-core CPU), B = 1, random-init ResNet-18 with the
 fixed parity labelling (2 classes), inputs normalized with mean = std = 0.5.
 Defenses (GGL Table 3): noise sigma = 0.1, clipping S = 4, 90% pruning,
 Soteria 80%. GGL: CMA-ES, 50 candidates x 800 generations (GPU) / x 40 on
@@ -45,7 +45,7 @@ def get_config(arg=None):
       soteria=[dict(name="soteria", rate=0.8)])
   config.lpips_net = "vgg"
   if arg.cpu:
-    config.num_images = 8
+    config.num_images = 4
     config.victim.width = 8
     config.attack.budget = 40
     config.attack.log_every = 10

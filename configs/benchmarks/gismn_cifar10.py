@@ -1,7 +1,7 @@
 r"""GI-SMN vs Inverting Gradients on CIFAR-10, random-init ResNet-18.
 
 python -m launch.benchmark \
-    --config=configs/benchmarks/gismn_cifar10.py:cpu=True,generator_dir=/tmp/gitjax/prior_style_cifar10 \
+    --config=configs/benchmarks/gismn_cifar10.py:cpu=True \
     --workdir=/tmp/gitjax/bench_gismn
 
 Prior: ``configs/prior_style_cifar10.py`` (trained on the CIFAR-10 train

@@ -32,7 +32,6 @@ import optax
 from gitjax import defenses
 from gitjax import generators as gen_lib
 from gitjax import protocols
-from gitjax import victim as victim_lib
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
 from gitjax.attacks import labels as labels_lib
@@ -192,11 +191,10 @@ def apply_defense(estimate: list[dict], grad, key=None,
     elif name == "noise":
       if noise_mode == "add" and t["scale"] and key is not None:
         key, sub = jax.random.split(key)
-        fn = (defenses.gaussian_noise if t["kind"] == "gaussian" else
-              functools.partial(defenses.laplacian_noise))
-        kw = {"sigma": t["scale"]} if t["kind"] == "gaussian" else {
-            "scale": t["scale"]}
-        grad = fn(grad, sub, **kw)
+        if t["kind"] == "gaussian":
+          grad = defenses.gaussian_noise(grad, sub, sigma=t["scale"])
+        else:
+          grad = defenses.laplacian_noise(grad, sub, scale=t["scale"])
     elif name == "sign":
       grad = defenses.sign(grad)
     elif name == "quantize":

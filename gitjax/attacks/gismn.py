@@ -1,4 +1,4 @@
-"""GI-SMN: gradient inversion through a style-based generator (Qian et al. 2024).
+"""GI-SMN: gradient inversion through a style-based generator (Qian 2024).
 
 Optimizes the per-layer styles w (W+, one row per layer) and the noise
 inputs of a style-based generator so that the generated batch reproduces

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gitjax import data as data_lib
-from gitjax import generators as gen_lib
 from gitjax import leak as leak_lib
 from gitjax import metrics
 from gitjax import models
