@@ -47,6 +47,11 @@ penalty=None, objective=None, aux=None) -> Result``
   Returns ``Result(images [N, ...], labels, variables, loss, info)`` for the
   best trial; ``info`` is JSON-able (per-trial losses, history, timings).
 
+``run_many(leaks, victim, x_init [M, R, N, ...], labels [M, N], config)``
+  M independent leaks of one victim in one compiled program (M x R trials,
+  per-trial data); returns M ``Result``s. ``make_step`` / ``run_chunk`` /
+  ``init_carry`` expose the compiled loop for benchmarks.
+
 Example, GIT+IG starting from a generator's output ``x_git`` [N, H, W, C]::
 
   cfg = dict(ig_defaults, iterations=2000, restarts=1)
@@ -65,6 +70,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optax.tree_utils as otu
 
 from gitjax import defenses
 from gitjax import leak as leak_lib
@@ -75,6 +81,7 @@ from gitjax.attacks import objectives
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 SCHEDULES = ("step", "cosine", "constant")
+LINESEARCHES = ("zoom", "backtracking", "none")
 # Defenses the attacker can model on its trial message; the rest (noise,
 # sign, quantization) are left alone.
 MODELED_DEFENSES = ("prune", "soteria", "clip", "clip_per_layer", "dp_sgd")
@@ -98,6 +105,10 @@ class Settings(NamedTuple):
       BatchNorm statistics prior.
     grad_clip: clip the (unsigned) gradient to this global norm (0: off).
     lbfgs_memory: L-BFGS history size.
+    linesearch: L-BFGS line search, "zoom" (strong Wolfe), "backtracking"
+      (Armijo; usually one evaluation per step) or "none" (fixed lr steps,
+      as torch's L-BFGS in DLG). The value and gradient the line search
+      computed at the accepted point are reused for the next step.
     chunk: iterations per compiled chunk between progress reports.
     progress: show a progress bar (logging happens regardless).
   """
@@ -116,6 +127,7 @@ class Settings(NamedTuple):
   bn_prior: float = 0.0
   grad_clip: float = 0.0
   lbfgs_memory: int = 10
+  linesearch: str = "zoom"
   chunk: int = 100
   progress: bool = True
 
@@ -135,6 +147,9 @@ def make_settings(config=None, **overrides) -> Settings:
   objectives.distance(s.objective)  # Raises on an unknown name.
   if s.optimizer not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {s.optimizer!r}; known: {OPTIMIZERS}")
+  if s.linesearch not in LINESEARCHES:
+    raise ValueError(f"unknown linesearch {s.linesearch!r}; known: "
+                     f"{LINESEARCHES}")
   if s.schedule not in SCHEDULES:
     raise ValueError(f"unknown schedule {s.schedule!r}; known: {SCHEDULES}")
   for name in ("iterations", "restarts", "chunk"):
@@ -167,8 +182,17 @@ def make_optimizer(s: Settings) -> optax.GradientTransformationExtraArgs:
   if s.grad_clip:
     pre.append(optax.clip_by_global_norm(s.grad_clip))
   if s.optimizer == "lbfgs":
+    if s.linesearch == "zoom":
+      search = optax.scale_by_zoom_linesearch(
+          max_linesearch_steps=15, initial_guess_strategy="one")
+    elif s.linesearch == "backtracking":
+      search = optax.scale_by_backtracking_linesearch(
+          max_backtracking_steps=15, store_grad=True)
+    else:
+      search = None
     return optax.chain(*pre, optax.lbfgs(schedule(s),
-                                         memory_size=s.lbfgs_memory))
+                                         memory_size=s.lbfgs_memory,
+                                         linesearch=search))
   if s.signed:
     pre.append(optax.scale_by_sign())
   if s.optimizer == "adam":
@@ -201,12 +225,24 @@ def _all_finite(tree):
                               for x in jax.tree.leaves(tree)]))
 
 
+def _reuses_linesearch(settings, project):
+  return (settings.optimizer == "lbfgs" and settings.linesearch != "none"
+          and project is None)
+
+
 def _trial_step(loss_fn, project, settings, step, data, v, opt_state, best_v,
                 best_l, alive, died):
   """One optimizer step of one trial (vmapped over trials)."""
   tx = make_optimizer(settings)
   value_fn = lambda u: loss_fn(u, data)
-  loss, g = jax.value_and_grad(value_fn)(v)
+  if _reuses_linesearch(settings, project):
+    # The line search already evaluated the loss and gradient at v.
+    loss, g = jax.lax.cond(
+        step == 0, lambda: jax.value_and_grad(value_fn)(v),
+        lambda: (otu.tree_get(opt_state, "value"),
+                 otu.tree_get(opt_state, "grad")))
+  else:
+    loss, g = jax.value_and_grad(value_fn)(v)
   ok = jnp.isfinite(loss) & _all_finite(g)
   now_alive = alive & ok
   better = now_alive & (loss < best_l)
