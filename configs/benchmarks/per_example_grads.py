@@ -7,14 +7,14 @@ ConvNet (width 64) and ResNet-18 (width 64) at batch 64 on 32x32x3, random
 inputs. Reports examples/s for vmapped per-example gradients (chunked and
 not) and for a loop of jitted single-example jax.grad calls, plus peak memory
 (device memory stats on GPU/TPU; process max RSS on CPU). Results in
-BUILD_NOTES.md.
+BUILD_NOTES.md. ``:cpu=True`` shrinks the batch to 8 for a 2-core CPU.
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, smoke=False)
+  arg = common.parse_arg(arg, smoke=False, cpu=False)
   config = common.base_config()
   config.benchmark = "per_example_grads"
   config.models = ("convnet", "resnet18")
@@ -24,6 +24,11 @@ def get_config(arg=None):
   config.image_size = 32
   config.repeats = 3
   config.loop_examples = 16  # The Python loop is timed on a prefix.
+  if arg.cpu:  # A budget that finishes on a 2-core CPU.
+    config.batch_size = 8
+    config.chunk_size = 0  # Skip the chunked variant (lax.map is slow on CPU).
+    config.repeats = 1
+    config.loop_examples = 8
   if arg.smoke:
     config.models = ("lenet",)
     config.width = 4

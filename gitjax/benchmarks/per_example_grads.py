@@ -51,9 +51,10 @@ def _one_model(name, config):
   out = {}
   t = _time(lambda: peg(victim, params, state, xs, ys, None), config.repeats)
   out["vmap_examples_per_s"] = b / t
-  t = _time(lambda: peg(victim, params, state, xs, ys, config.chunk_size),
-            config.repeats)
-  out[f"vmap_chunk{config.chunk_size}_examples_per_s"] = b / t
+  if config.chunk_size:
+    t = _time(lambda: peg(victim, params, state, xs, ys, config.chunk_size),
+              config.repeats)
+    out[f"vmap_chunk{config.chunk_size}_examples_per_s"] = b / t
   t = _time(loop, config.repeats)
   out["loop_examples_per_s"] = n_loop / t
   out["vmap_speedup_over_loop"] = (out["vmap_examples_per_s"]
