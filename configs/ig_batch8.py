@@ -6,7 +6,7 @@ python -m launch.attack --config=configs/ig_batch8.py \
 Eight images in one FedSGD gradient; label counts read off the head's
 gradient (LLG-style, gitjax/attacks/labels.py), reconstructions matched to
 the ground truth by order-free assignment for scoring. Default ConvNet
-width 64, 4,000 iterations (GPU-sized); ``:cpu=True`` width 16, 500
+width 64, 4,000 iterations (GPU-sized); ``:cpu=True`` width 8, 300
 iterations. Results: RESULTS below. Args as configs/ig_convnet.py.
 """
 
@@ -14,4 +14,4 @@ from configs import ig_convnet
 
 
 def get_config(arg=None):
-  return ig_convnet.ig_config(arg, batch=8, cpu_iterations=500)
+  return ig_convnet.ig_config(arg, batch=8, cpu_width=8, cpu_iterations=300)

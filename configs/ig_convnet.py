@@ -8,7 +8,7 @@ tensors, Adam lr 0.1 on signed gradients, x0.1 at 3/8, 5/8, 7/8 of the
 iterations, [0, 1] box, TV 1e-4, label by iDLG. Default: ConvNet width 64
 (breaching's 2.9M-parameter ConvNet), 4,000 iterations (the invertinggradients
 notebook's budget): a GPU-sized run. ``:cpu=True`` is the 2-core CPU budget
-(width 16, 1,000 iterations). Results: RESULTS below.
+(width 16, 500 iterations). Results: RESULTS below.
 
 Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``,
 ``data_dir`` (CIFAR-10 zips instead of the embedded photos), ``cpu``,
@@ -18,7 +18,7 @@ Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``,
 from configs import common
 
 
-def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=1000,
+def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=500,
               **defaults):
   """The IG experiment shared by the ig_* configs."""
   arg = common.parse_arg(arg, **{

@@ -8,7 +8,7 @@ The client takes 4 local SGD steps (2 epochs over 4 images in minibatches of
 difference; the attack unrolls the same steps on its trial images
 (``protocols.fedavg_update``) and differentiates through them. Labels are
 inferred from the update (rescaled to an average gradient). Default ConvNet
-width 64, 4,000 iterations (GPU-sized); ``:cpu=True`` width 16, 500
+width 64, 4,000 iterations (GPU-sized); ``:cpu=True`` width 8, 300
 iterations. Results: RESULTS below. Args as configs/ig_convnet.py plus
 ``lr``, ``epochs``, ``local_batch_size``.
 """
@@ -24,7 +24,7 @@ def get_config(arg=None):
   fed = dict(lr=arg.lr, epochs=arg.epochs,
              local_batch_size=arg.local_batch_size)
   rest = ",".join(f"{k}={v}" for k, v in arg.items() if k not in fed)
-  config = ig_convnet.ig_config(rest, cpu_iterations=500)
+  config = ig_convnet.ig_config(rest, cpu_width=8, cpu_iterations=300)
   config.leak.protocol = "fedavg"
   config.leak.protocol_config = fed
   if arg.smoke:

@@ -5,13 +5,13 @@ python -m launch.attack --config=configs/ig_resnet18.py \
 
 IG (cosine, signed Adam lr 0.1, step decay, box) with TV 1e-3 (breaching's
 CIFAR-10 ResNet-18 notebook value), 4,000 iterations, width 64 (11.2M
-parameters): a GPU-sized run. ``:cpu=True`` is the CPU budget (width 16,
-300 iterations). Results: RESULTS below. Args as configs/ig_convnet.py.
+parameters): a GPU-sized run. ``:cpu=True`` is the CPU budget (width 8,
+200 iterations). Results: RESULTS below. Args as configs/ig_convnet.py.
 """
 
 from configs import ig_convnet
 
 
 def get_config(arg=None):
-  return ig_convnet.ig_config(arg, victim="resnet18", cpu_width=16,
-                              cpu_iterations=300, tv=1e-3)
+  return ig_convnet.ig_config(arg, victim="resnet18", cpu_width=8,
+                              cpu_iterations=200, tv=1e-3)

@@ -172,3 +172,15 @@ def test_bad_inputs_raise_clear_errors(key):
   hidden = leak_lib.dataclasses.replace(leak, batch_size=None)
   with pytest.raises(ValueError, match="set attack.batch_size"):
     gm.attack(hidden, v, cfg, key)
+
+
+def test_layer_weights_by_name(key):
+  msg = {"conv0": {"kernel": jnp.ones(2), "bias": jnp.ones(1)},
+         "head": {"kernel": jnp.ones(3)}}
+  s = matching.make_settings(layer_weights={"head": 0.5})
+  assert matching.layer_weight_list(s.layer_weights, msg) == [1.0, 1.0, 0.5]
+  s = matching.make_settings(layer_weights=(1, 2, 3))
+  assert matching.layer_weight_list(s.layer_weights, msg) == [1.0, 2.0, 3.0]
+  s = matching.make_settings(layer_weights={"fc9": 0.5})
+  with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
+    matching.layer_weight_list(s.layer_weights, msg)

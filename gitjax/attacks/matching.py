@@ -92,7 +92,9 @@ class Settings(NamedTuple):
 
   Attributes:
     objective: gradient distance, one of ``objectives.DISTANCES``.
-    layer_weights: per-tensor weights in leaf order, or None.
+    layer_weights: per-tensor weights: a sequence in leaf order, a mapping
+      from top-level layer name (e.g. "conv0", "head") to weight (others
+      1), or None.
     optimizer: "adam", "sgd" (momentum 0.9) or "lbfgs".
     lr: step size (L-BFGS: scale of the line-searched step).
     signed: Adam/SGD on the sign of the gradient (Inverting Gradients).
@@ -141,8 +143,13 @@ def make_settings(config=None, **overrides) -> Settings:
   if unknown:
     raise ValueError(f"unknown gradient-matching setting(s) {sorted(unknown)}; "
                      f"known: {sorted(Settings._fields)}")
-  if cfg.get("layer_weights") is not None:
-    cfg["layer_weights"] = tuple(float(w) for w in cfg["layer_weights"])
+  lw = cfg.get("layer_weights")
+  if lw is not None:
+    if hasattr(lw, "items"):
+      cfg["layer_weights"] = tuple(sorted((str(k), float(w))
+                                          for k, w in lw.items()))
+    else:
+      cfg["layer_weights"] = tuple(float(w) for w in lw)
   s = Settings(**cfg)
   objectives.distance(s.objective)  # Raises on an unknown name.
   if s.optimizer not in OPTIMIZERS:
@@ -567,8 +574,7 @@ class GradientMatching(NamedTuple):
       loss = self.objective(x, y, data["aux"])
     else:
       trial = self.message(x, y, data)
-      weights = None if self.layer_weights is None else list(
-          self.layer_weights)
+      weights = layer_weight_list(self.layer_weights, data["message"])
       loss = objectives.distance(self.distance)(trial, data["message"],
                                                 weights)
     loss = loss + self.regularizer(x, data)
@@ -583,6 +589,22 @@ class BoxProjection(NamedTuple):
 
   def __call__(self, v, data):
     return {**v, self.key: jnp.clip(v[self.key], data["lo"], data["hi"])}
+
+
+def layer_weight_list(layer_weights, message):
+  """Per-leaf weights (leaf order) from Settings.layer_weights, or None."""
+  if layer_weights is None:
+    return None
+  if not layer_weights or not isinstance(layer_weights[0], tuple):
+    return list(layer_weights)
+  table = dict(layer_weights)
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(message)[0]]
+  names = [str(getattr(p[0], "key", p[0])) for p in paths]
+  unknown = set(table) - set(names)
+  if unknown:
+    raise ValueError(f"layer_weights names unknown layers {sorted(unknown)}; "
+                     f"layers: {sorted(set(names))}")
+  return [table.get(n, 1.0) for n in names]
 
 
 def make_data(leak, labels=None, aux=None) -> dict:
