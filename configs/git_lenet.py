@@ -11,7 +11,7 @@ python -m launch.train_inverter --config=configs/git_lenet.py \
 python -m launch.train_inverter \
     --config=configs/git_lenet.py:data_dir=../shared/data/cifar10,budget=cpu \
     --workdir=/tmp/gitjax/git_lenet_cpu
-  CIFAR-10, 10,000 training images, the CPU budget (see
+  CIFAR-10, 10,000 training images, 1,200 steps of 32 (see
   configs/benchmarks/git_lenet_cifar10.py for the measured result).
 
 python -m launch.train_inverter \
@@ -19,9 +19,10 @@ python -m launch.train_inverter \
   The GPU budget (50,000 images, 60,000 steps of 256).
 
 Arguments: ``data_dir`` (CIFAR-10 zips; empty: embedded photos), ``budget``
-(smoke | default | cpu | full; ``smoke=True`` is ``budget=smoke``), ``sigma`` (Gaussian gradient noise simulated
-in training), ``classes`` (e.g. ``0-1-2-3-4``: train on these classes only),
-``steps`` (override the budget's step count).
+(smoke | default | cpu | full; ``smoke=True`` is ``budget=smoke``),
+``sigma`` (Gaussian gradient noise simulated in training), ``classes``
+(e.g. ``0-1-2-3-4``: train on these classes only), ``steps`` (override the
+budget's step count), ``victim`` (another registered model).
 """
 
 import ml_collections as mlc
@@ -81,14 +82,14 @@ def base_config(arg=None, inverter=None):
     if config.inverter.name == "git":
       config.inverter.update(width=4, heads=2, depth=1, channels=2,
                              cond_dim=8)
-  elif arg.budget == "cpu":
-    config.eval_data.count = 256
-    config.train.update(batch_size=32, num_steps=6_000, warmup_steps=200)
-    config.checkpoint_every = 500
-    config.eval_every = 1_000
+  elif arg.budget == "cpu":  # About 20 minutes on 2 shared CPU cores.
+    config.eval_data.update(count=256, limit=1_000)
+    config.train.update(batch_size=32, num_steps=1_200, warmup_steps=100)
+    config.checkpoint_every = 200
+    config.eval_every = 300
   elif arg.budget == "full":
     config.data.limit = None  # All 50,000 training images.
-    config.eval_data.count = 256
+    config.eval_data.update(count=256, limit=1_000)
     config.train.update(batch_size=256, num_steps=60_000, warmup_steps=1_000)
     config.checkpoint_every = 2_000
     config.eval_every = 5_000

@@ -3,7 +3,8 @@ r"""Learning-to-Invert baseline (Wu et al. 2023) for DLG's LeNet, B = 1.
 The same data, victim, defense and budget as ``configs/git_lenet.py`` (all
 its arguments apply), with LTI's inverter: the flattened gradient (P = 15,826
 entries for LeNet on 32x32x3) through Linear(P, 3000)-ReLU-Linear(3000,
-3000)-ReLU-Linear(3000, 3072)-Sigmoid, Adam at LTI's lr 1e-4. For large
+3000)-ReLU-Linear(3000, 3072)-Sigmoid, Adam at LTI's lr 1e-4 (1e-3 with
+batches of 256 for the CPU budget, the same 38,400 examples as GIT's). For large
 victims set ``sketch_rate`` (LTI uses 0.5 for ResNet-20): the gradient is
 count-sketched into int(P * rate) bins by a fixed hash.
 
@@ -24,4 +25,13 @@ def get_config(arg=None):
   config.train.lr = 1e-4
   if config.train.num_steps <= 4:  # The smoke budget.
     config.inverter.hidden = 8
+  if config.train.batch_size == 32 and config.train.num_steps == 1_200:
+    # The CPU budget: the same 38,400 training examples as GIT's, in LTI's
+    # batches of 256 (at 32, updating the 66M parameters dominates the step
+    # on a CPU), with a learning rate raised for the 150 steps.
+    config.train.update(batch_size=256, num_steps=150, warmup_steps=10,
+                        lr=1e-3)
+    config.checkpoint_every = 25
+    config.eval_every = 50
+    config.log_every = 10
   return config

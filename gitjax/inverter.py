@@ -50,7 +50,7 @@ from gitjax import victim as victim_lib
 
 class LayerSpec(NamedTuple):
   """One Dense or Conv layer of the victim, in call order."""
-  path: tuple  # Module path in the params tree, e.g. ("stage0_block0", "conv1").
+  path: tuple  # Module path in the params, e.g. ("stage0_block0", "conv1").
   kind: str  # "dense" or "conv".
   kernel_shape: tuple  # [F_in, F_out] or [k, k, C_in, C_out].
   bias_path: tuple | None  # Params path of the [C_out] bias-like gradient.
@@ -204,7 +204,7 @@ def _get(tree, path):
   return tree
 
 
-def _conv(x, kernel, conv):
+def conv_apply(x, kernel, conv):
   """The victim layer's convolution (no bias) with another kernel."""
   kernel_size, strides, padding, in_dil, k_dil, _ = conv
   layer = nn.Conv(kernel.shape[-1], kernel_size, strides=strides,
@@ -227,7 +227,7 @@ def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer: LayerSpec
   """
   def one(kernel, d):
     x0 = jnp.zeros((d.shape[0],) + layer.input_shape, d.dtype)
-    _, vjp = jax.vjp(lambda x: _conv(x, kernel, layer.conv), x0)
+    _, vjp = jax.vjp(lambda x: conv_apply(x, kernel, layer.conv), x0)
     return vjp(d)[0]
   return jax.vmap(one)(kernel_grad, deltas)
 

@@ -345,22 +345,35 @@ def make_train_step(setup: Setup, global_batch: int, mesh=None):
                  out_shardings=(repl, repl))
 
 
-def make_eval_fn(setup: Setup, chunk: int = 64):
-  """``(params, messages, labels, images) -> (mse [N], x_hat)`` in chunks."""
-  inv = setup.inverter
+@functools.lru_cache(maxsize=16)
+def _eval_forward(inverter):
+  """Jitted ``(params, msgs, labels, x) -> (mse [N], x_hat)``, cached."""
 
   @jax.jit
   def fwd(params, msgs, labels, x01):
-    x_hat = inv.apply(params, msgs, labels)
+    x_hat = inverter.apply(params, msgs, labels)
     return matched_sq_errors(x_hat, x01), x_hat
+
+  return fwd
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_messages_fn(victim, leak, num_classes):
+  return jax.jit(functools.partial(make_messages, victim, leak=leak,
+                                   num_classes=num_classes))
+
+
+def make_eval_fn(setup: Setup, chunk: int = 64):
+  """``(params, messages, labels, images) -> (mse [N], x_hat)`` in chunks."""
+  fwd = _eval_forward(setup.inverter)
 
   def evaluate(params, msgs, labels, x01):
     n = x01.shape[0]
     errs, outs = [], []
     for i in range(0, n, chunk):
-      sl = lambda t: t[i:i + chunk]
+      sl = lambda t: t[i:i + chunk]  # pylint: disable=cell-var-from-loop
       e, o = fwd(params, jax.tree.map(sl, msgs),
-                 None if labels is None else labels[i:i + chunk], x01[i:i + chunk])
+                 None if labels is None else sl(labels), sl(x01))
       errs.append(e)
       outs.append(o)
     return jnp.concatenate(errs), jnp.concatenate(outs)
@@ -377,11 +390,44 @@ def eval_messages(setup: Setup, x01, ys, seed: int, variables=None):
     variables: the victim's variables (default: the fixed ones).
   """
   variables = setup.variables if variables is None else variables
-  fn = jax.jit(functools.partial(
-      make_messages, setup.victim, leak=setup.leak,
-      num_classes=setup.num_classes))
+  fn = _eval_messages_fn(setup.victim, setup.leak, setup.num_classes)
   return fn(variables, _normalize(jnp.asarray(x01), setup.leak),
             jnp.asarray(ys), jax.random.key(seed))
+
+
+def with_defense(setup: Setup, defense) -> Setup:
+  """The setup with another simulated defense (a config or list of them)."""
+  spec = defenses.as_list(defense)
+  frozen = tuple((d.pop("name"), tuple(sorted(d.items()))) for d in spec)
+  return setup._replace(leak=setup.leak._replace(defense=frozen))
+
+
+def evaluate(trained, x01, ys, *, defense="training", variables=None,
+             seed: int = 0, chunk: int = 64) -> dict:
+  """Scores a trained inverter on leaks of the images ``x01``.
+
+  Args:
+    trained: ``load(workdir)``'s result.
+    x01: [N*B, H, W, C] images in [0, 1]; ys: [N*B] labels.
+    defense: "training" (the defense simulated in training) or a defense
+      config (None or [] for none).
+    variables: the victim's variables at which the leaks are computed
+      (default: the training ones), e.g. a victim trained further.
+    seed: the defense's randomness.
+    chunk: messages per forward pass.
+
+  Returns:
+    dict with "mse" [N] (per message, after matching), "x_hat" [N, B, H,
+    W, C] and "x" [N, B, H, W, C].
+  """
+  setup = trained.setup
+  if defense != "training":
+    setup = with_defense(setup, defense)
+  msgs, labels = eval_messages(setup, x01, ys, seed, variables)
+  b = setup.leak.batch_size
+  x = jnp.asarray(x01).reshape((-1, b) + tuple(x01.shape[1:]))
+  mse, x_hat = make_eval_fn(setup, chunk)(trained.params, msgs, labels, x)
+  return dict(mse=np.asarray(mse), x_hat=np.asarray(x_hat), x=np.asarray(x))
 
 
 def psnr_from_mse(mse) -> float:

@@ -98,7 +98,7 @@ def test_back_project_is_the_adjoint_of_the_victim_conv(key):
   kernel = jax.random.normal(k1, (1,) + layer.kernel_shape)
   x = jax.random.normal(k2, (1,) + layer.input_shape)
   d = jax.random.normal(k3, (1, 1) + layer.output_shape)
-  y = inverter._conv(x, kernel[0], layer.conv)  # pylint: disable=protected-access
+  y = inverter.conv_apply(x, kernel[0], layer.conv)
   assert y.shape[1:] == layer.output_shape
   back = jax.jit(lambda k, d: inverter.back_project(k, d, layer))(kernel, d)
   np.testing.assert_allclose(jnp.vdot(y, d[0]), jnp.vdot(x, back[0]),

@@ -1,0 +1,179 @@
+"""How GIT's reconstructions degrade: noise, pruning, distribution shift, and
+parameter discrepancy. Writes one PNG plot per sweep.
+
+All sweeps use a trained inverter (``git_dir``; trained here with
+``configs/git_lenet.py`` at ``budget`` when empty) and ``num_test`` test
+images; every point is a test MSE (one forward pass per leak):
+
+* ``noise.png``: Gaussian gradient noise sigma (curves for the clean-trained
+  inverter and, given ``git_noise_dir``, the one trained with noise);
+* ``prune.png``: magnitude pruning rate of the leaked gradient;
+* ``shift.png``: images from other datasets than the training one
+  (``shift_datasets``), and, given ``shift_dir`` (an inverter trained on
+  classes ``shift_classes`` only; trained here for ``shift_steps`` steps when
+  ``shift_dir`` is empty and ``shift_steps`` > 0), test images of the
+  training classes against the other classes;
+* ``discrepancy.png``: the client's victim trained k more SGD steps on public
+  data than the parameters the inverter was trained at.
+"""
+
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from matplotlib.figure import Figure
+
+from configs import git_lenet
+from gitjax import data as data_lib
+from gitjax import report
+from gitjax import train_inverter
+from gitjax import victim as victim_lib
+from gitjax.benchmarks import git_lenet_cifar10 as main_benchmark
+
+
+def _mse(trained, x01, ys, **kw) -> float:
+  return float(np.mean(train_inverter.evaluate(trained, x01, ys, seed=3,
+                                               **kw)["mse"]))
+
+
+def train_victim_further(trained, images, labels, steps: int, lr: float,
+                         batch: int, seed: int = 0):
+  """The victim after ``steps`` more SGD steps on public images [0, 1]."""
+  setup = trained.setup
+  params, state = victim_lib.split(setup.variables)
+  tx = optax.sgd(lr)
+  opt = tx.init(params)
+  x_all = (jnp.asarray(images) - jnp.asarray(setup.leak.mean)) / jnp.asarray(
+      setup.leak.std)
+  y_all = jnp.asarray(labels)
+
+  @jax.jit
+  def step(params, opt, i):
+    idx = jax.random.randint(jax.random.fold_in(jax.random.key(seed), i),
+                             (batch,), 0, x_all.shape[0])
+    g = victim_lib.batch_grad(setup.victim, params, state, x_all[idx],
+                              y_all[idx])
+    updates, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, updates), opt
+
+  for i in range(steps):
+    params, opt = step(params, opt, i)
+  return victim_lib.merge(params, state)
+
+
+def _relative_change(a, b) -> float:
+  num = sum(float(jnp.sum(jnp.square(x - y))) for x, y in
+            zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  den = sum(float(jnp.sum(jnp.square(y))) for y in jax.tree.leaves(b))
+  return float(np.sqrt(num / den))
+
+
+def _bar_plot(path, labels, values, ylabel, title):
+  fig = Figure(figsize=(7, 4), dpi=100)
+  ax = fig.add_subplot()
+  ax.bar(range(len(values)), values, color="tab:blue")
+  ax.set_xticks(range(len(values)), labels=labels, rotation=20, ha="right")
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(True, axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, format="png")
+  return path
+
+
+def _dataset(spec: dict, shape) -> data_lib.Dataset:
+  spec = dict(spec)
+  spec.setdefault("image_size", shape[0])
+  spec.setdefault("channels", shape[-1])
+  return train_inverter.load_dataset(spec)
+
+
+def run(config, workdir):
+  git = main_benchmark.trained_inverter(config, "git", workdir)
+  noisy = None
+  if config.git_noise_dir:
+    noisy = train_inverter.load(config.git_noise_dir)
+  test = main_benchmark.test_images(git, config.num_test)
+  x01, ys = test.images, test.labels
+  out = {"num_test": int(len(ys)), "git_dir": git.workdir}
+
+  # Gradient noise.
+  sig = list(config.noise_sigmas)
+  curves = {"trained without noise": [
+      _mse(git, x01, ys, defense=[dict(name="gaussian", sigma=s)] if s
+           else None) for s in sig]}
+  if noisy is not None:
+    s_tr = dict(noisy.config.leak.defense[0]).get("sigma")
+    curves[f"trained with sigma={s_tr:g}"] = [
+        _mse(noisy, x01, ys, defense=[dict(name="gaussian", sigma=s)] if s
+             else None) for s in sig]
+  out["noise"] = dict(sigma=sig, mse=curves)
+  report.plot_curves(os.path.join(workdir, "noise.png"),
+                     [max(s, 1e-4) for s in sig], curves,
+                     "gradient noise sigma (0 plotted at 1e-4)", "test MSE",
+                     logx=True, title="GIT under Gaussian gradient noise")
+  logging.info("noise: %s", curves)
+
+  # Pruning.
+  rates = list(config.prune_rates)
+  pr = [_mse(git, x01, ys, defense=[dict(name="prune", rate=r)] if r
+             else None) for r in rates]
+  out["prune"] = dict(rate=rates, mse=pr)
+  report.plot_curves(os.path.join(workdir, "prune.png"), rates,
+                     {"GIT": pr}, "pruning rate", "test MSE",
+                     title="GIT under gradient pruning")
+  logging.info("prune: %s", pr)
+
+  # Distribution shift: other datasets, other classes.
+  shape = git.setup.image_shape
+  names, values = ["training data (test split)"], [
+      _mse(git, x01, ys, defense=None)]
+  for spec in config.shift_datasets:
+    spec = dict(spec)
+    label = spec.pop("label")
+    ds = _dataset(spec, shape)
+    ds = data_lib.sample(ds, min(config.num_test, len(ds.labels)), seed=0)
+    names.append(label)
+    values.append(_mse(git, ds.images, ds.labels, defense=None))
+  shift_dir = config.shift_dir
+  if not shift_dir and config.shift_steps:
+    shift_dir = os.path.join(workdir, "git_shift")
+    cls = "-".join(str(c) for c in config.shift_classes)
+    tcfg = git_lenet.get_config(
+        f"data_dir={config.data_dir},budget={config.budget},classes={cls},"
+        f"steps={config.shift_steps}")
+    train_inverter.train_and_evaluate(tcfg, shift_dir)
+  if shift_dir:
+    shifted = train_inverter.load(shift_dir)
+    seen = np.isin(ys, np.asarray(config.shift_classes))
+    for label, mask in (("trained on classes %s: same classes", seen),
+                        ("trained on classes %s: other classes", ~seen)):
+      names.append(label % "-".join(str(c) for c in config.shift_classes))
+      values.append(_mse(shifted, x01[mask], ys[mask], defense=None))
+  out["shift"] = dict(zip(names, values))
+  _bar_plot(os.path.join(workdir, "shift.png"), names, values, "test MSE",
+            "GIT under distribution shift")
+  logging.info("shift: %s", out["shift"])
+
+  # Parameter discrepancy: the client's model trained further.
+  train = train_inverter.load_dataset(dict(git.config.data.to_dict()))
+  ks, mses, changes = list(config.discrepancy_steps), [], []
+  for k in ks:
+    v = train_victim_further(git, train.images, train.labels, k,
+                             config.discrepancy_lr, config.discrepancy_batch)
+    changes.append(_relative_change(v["params"], git.setup.variables[
+        "params"]))
+    mses.append(_mse(git, x01, ys, defense=None, variables=v))
+  out["discrepancy"] = dict(steps=ks, mse=mses, relative_param_change=changes,
+                            lr=config.discrepancy_lr,
+                            batch=config.discrepancy_batch)
+  report.plot_curves(os.path.join(workdir, "discrepancy.png"),
+                     [max(k, 1) for k in ks], {"GIT": mses},
+                     "victim SGD steps after the inverter's parameters "
+                     "(0 plotted at 1)", "test MSE", logx=True,
+                     title="GIT under parameter discrepancy")
+  logging.info("discrepancy: %s (relative change %s)", mses, changes)
+  return out
