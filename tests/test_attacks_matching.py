@@ -184,3 +184,21 @@ def test_layer_weights_by_name(key):
   s = matching.make_settings(layer_weights={"fc9": 0.5})
   with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
     matching.layer_weight_list(s.layer_weights, msg)
+
+
+def test_trials_sharded_over_devices_match_unsharded():
+  init = jnp.linspace(-2.0, 2.0, 8)[:, None]  # [R=8, 1]; 8 CPU devices.
+  kw = dict(optimizer="adam", signed=True, lr=0.1, iterations=6,
+            progress=False)
+  target = jnp.asarray([0.3])
+  _, a = matching.optimize(_quadratic, init, matching.make_settings(**kw),
+                           target, select=False)
+  best, b = matching.optimize(
+      _quadratic, init, matching.make_settings(shard_trials=True, **kw),
+      target, select=False)
+  np.testing.assert_allclose(a["trial_losses"], b["trial_losses"],
+                             rtol=1e-5)
+  assert len(best.sharding.device_set) == jax.device_count()
+  with pytest.raises(ValueError, match="divisible by the 8 devices"):
+    matching.optimize(_quadratic, init[:3],
+                      matching.make_settings(shard_trials=True, **kw), target)

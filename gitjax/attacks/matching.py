@@ -113,6 +113,9 @@ class Settings(NamedTuple):
       computed at the accepted point are reused for the next step.
     chunk: iterations per compiled chunk between progress reports.
     progress: show a progress bar (logging happens regardless).
+    shard_trials: spread the R trials over all devices (R must be a
+      multiple of the device count): restarts or images run in parallel on
+      a multi-GPU host or a TPU slice.
   """
   objective: str = "cosine"
   layer_weights: tuple | None = None
@@ -132,6 +135,7 @@ class Settings(NamedTuple):
   linesearch: str = "zoom"
   chunk: int = 100
   progress: bool = True
+  shard_trials: bool = False
 
 
 def make_settings(config=None, **overrides) -> Settings:
@@ -358,6 +362,25 @@ class _Progress:
     self.bar.close()
 
 
+def shard(carry: Carry, data, per_trial: bool):
+  """Places the trial axis of ``carry`` (and of per-trial data) on a mesh."""
+  n = jax.device_count()
+  r = carry.best_loss.shape[0]
+  if r % n:
+    raise ValueError(f"shard_trials needs a trial count divisible by the "
+                     f"{n} devices; got {r} trials")
+  mesh = jax.make_mesh((n,), ("trials",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  split = jax.NamedSharding(mesh, jax.P("trials"))
+  whole = jax.NamedSharding(mesh, jax.P())
+  carry = carry._replace(**{
+      f: jax.device_put(getattr(carry, f), split)
+      for f in Carry._fields if f != "step"})
+  carry = carry._replace(step=jax.device_put(carry.step, whole))
+  data = jax.device_put(data, split if per_trial else whole)
+  return carry, data
+
+
 def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
              project: Callable | None = None, desc: str = "matching", *,
              per_trial: bool = False, select: bool = True):
@@ -385,6 +408,8 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
   """
   t0 = time.time()
   carry = _init_carry(init_vars, settings)
+  if settings.shard_trials:
+    carry, data = shard(carry, data, per_trial)
   total, done = settings.iterations, 0
   hist_it, hist_loss, compile_s = [], [], None
   bar = _Progress(total, desc, settings.progress)
