@@ -184,6 +184,13 @@ def _decompose(t, n, s, seed):
                                  refine=s["polish"], **opts)
 
 
+@functools.partial(jax.jit, static_argnames=("act_name",))
+def _act_and_slope(z, act_name):
+  """act(z) and act'(z), elementwise."""
+  act = common.activation(act_name)
+  return act(z), jax.vmap(jax.grad(act))(z.ravel()).reshape(z.shape)
+
+
 def _fit_amplitudes(w, g, dirs, activation, a0, rho0):
   """Least squares on g over signed norms a [N] and weights rho [N].
 
@@ -193,24 +200,22 @@ def _fit_amplitudes(w, g, dirs, activation, a0, rho0):
   coefficients. For t^3 + t^2 the problem is even linear in (rho a^3,
   rho a^2). Returns (a, rho, relative residual).
   """
-  act = common.activation(activation)
-  dact = jax.vmap(jax.grad(act))
   t = np.asarray(jnp.asarray(dirs, w.dtype) @ w, np.float64)  # [N, m]
   gn = np.asarray(g, np.float64)
   scale = np.linalg.norm(gn)
 
   def parts(p):
     a, rho = np.split(p, 2)
-    z = jnp.asarray(a[:, None] * t, jnp.float32)
-    return (np.asarray(act(z), np.float64),
-            np.asarray(dact(z.ravel()).reshape(z.shape), np.float64), a, rho)
+    f, df = _act_and_slope(jnp.asarray(a[:, None] * t, jnp.float32),
+                           activation)
+    return np.asarray(f, np.float64), np.asarray(df, np.float64), rho
 
   def resid(p):
-    f, _, _, rho = parts(p)
+    f, _, rho = parts(p)
     return (rho @ f - gn) / scale
 
   def jac(p):
-    f, df, _, rho = parts(p)
+    f, df, rho = parts(p)
     return np.concatenate([(rho[:, None] * df * t).T, f.T], axis=1) / scale
 
   sol = optimize.least_squares(resid, np.concatenate([a0, rho0]), jac=jac,

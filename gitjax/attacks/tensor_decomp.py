@@ -23,10 +23,11 @@ squares on T, sorted by decreasing |weight|.
 """
 
 import logging
-import warnings
 
 import numpy as np
 from scipy import optimize
+import tensorly as tl
+from tensorly import decomposition as tl_decomposition
 
 
 def contract(t, vecs):
@@ -170,15 +171,12 @@ def _symmetric_factor(factors, r):
 
 def _tensorly_parafac(t, rank, backend, n_iter_max, tol, seed):
   """One TensorLy CP-ALS run (SVD init when seed % 5 == 0, else random)."""
-  import tensorly as tl  # pylint: disable=g-import-not-at-top
-  from tensorly.decomposition import parafac  # pylint: disable=g-import-not-at-top
-  with tl.backend_context(backend), warnings.catch_warnings():
-    # TensorLy warns when ALS stops at n_iter_max; the residual is checked.
-    warnings.simplefilter("ignore", UserWarning)
+  with tl.backend_context(backend):
     dtype = np.float64 if backend == "numpy" else np.float32
-    cp = parafac(tl.tensor(t.astype(dtype)), rank, n_iter_max=n_iter_max,
-                 init="svd" if seed % 5 == 0 else "random", tol=tol,
-                 random_state=seed, normalize_factors=True)
+    cp = tl_decomposition.parafac(
+        tl.tensor(t.astype(dtype)), rank, n_iter_max=n_iter_max,
+        init="svd" if seed % 5 == 0 else "random", tol=tol,
+        random_state=seed, normalize_factors=True)
     return [np.asarray(tl.to_numpy(f), np.float64) for f in cp.factors]
 
 

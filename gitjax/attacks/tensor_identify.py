@@ -45,7 +45,7 @@ def sign_pair(kappa, orders):
   return None
 
 
-def norm_pair(kappa, orders, scales=tensor_moments.SCALES):
+def norm_pair(kappa, orders):
   """First pair whose |kappa ratio| is strictly monotone in s (and varies)."""
   for a, b in _NORM_PAIRS:
     if a in orders and b in orders:
@@ -57,7 +57,6 @@ def norm_pair(kappa, orders, scales=tensor_moments.SCALES):
       if ((np.all(dr > 0) or np.all(dr < 0))
           and r.max() > 1.5 * r.min()):
         return a, b
-  del scales
   return None
 
 

@@ -52,9 +52,11 @@ def from_moments(w, g, order, n, kt, s):
   """Orthonormal basis V [d, n] of the data span, and diagnostics.
 
   order 2: top-n |eigenvectors| of M = (1/m) sum_j g_j (w_j w_j^T - I).
-  order 3 (odd activations, kappa_2 = 0): of the order-3 moment contracted
-  with the unit first moment y1 / |y1| (y1 ~ sum_i rho_i kappa_1 xhat_i);
-  weaker, since an example nearly orthogonal to y1 contributes little.
+  order 3: of the order-3 moment contracted with the unit first moment
+  y1 / |y1| (y1 ~ sum_i rho_i kappa_1 xhat_i), weighting example i by
+  xhat_i . y1; the only one when kappa_2 = 0 (tanh, sigmoid) and the
+  stronger one when |x| >> 1 (raw pixels: t^3 drowns the order-2 signal),
+  weaker when an example is nearly orthogonal to y1.
   Unknown n: the |eigenvalues| above ``noise_mult`` times the noise edge.
 
   Three variance reductions, none of which moves M's range off the data
