@@ -591,6 +591,16 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
   return result
 
 
+def _check_finite(metrics, step) -> dict:
+  metrics = {k: float(v) for k, v in metrics.items()}
+  if not all(math.isfinite(v) for v in metrics.values()):
+    raise FloatingPointError(
+        f"non-finite training metrics at step {step}: {metrics}; the last "
+        "checkpoint before it is kept (lower train.lr or raise "
+        "train.grad_clip)")
+  return metrics
+
+
 def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
           ckpt, log_path, eval_fn, n):
   """The training loop proper (logging, evaluation, checkpoints)."""
@@ -600,9 +610,12 @@ def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
   t_start, t_first, steps_timed, t_aside = time.time(), None, 0, 0.0
   last = {"step": start}
   end = num_steps if stop_at is None else min(stop_at, num_steps)
+  every = int(config.checkpoint_every)
   for step in range(start, end):
     state, metrics = step_fn(state, *data)
     done = step + 1
+    if done % every == 0 or done == num_steps:
+      _check_finite(metrics, done)  # Never checkpoint a diverged state.
     ckpt.save(done, _state_dict(state), force=done == num_steps)
     if t_first is None:
       jax.block_until_ready(state.params)
@@ -611,10 +624,7 @@ def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
       steps_timed += 1
     is_eval = eval_every and (done % eval_every == 0 or done == num_steps)
     if done % log_every == 0 or done == end or is_eval:
-      metrics = {k: float(v) for k, v in metrics.items()}
-      if not all(math.isfinite(v) for v in metrics.values()):
-        raise FloatingPointError(f"non-finite training metrics at step "
-                                 f"{done}: {metrics}")
+      metrics = _check_finite(metrics, done)
       elapsed = time.time() - t_first - t_aside
       rate = steps_timed / elapsed if steps_timed else float("nan")
       record = dict(step=done, **metrics,

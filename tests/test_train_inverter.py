@@ -129,6 +129,13 @@ def test_victim_parameters_per_step(mode):
     assert np.mean(np.sign(got[0]) == np.sign(fixed)) > 0.6
 
 
+def test_diverged_training_is_a_clear_error():
+  with pytest.raises(FloatingPointError, match="non-finite training metrics "
+                     "at step 7"):
+    train_inverter._check_finite(  # pylint: disable=protected-access
+        {"loss": jnp.float32(np.nan)}, 7)
+
+
 def test_sample_indices_cover_each_epoch_once():
   rng = jax.random.key(3)
   idx = np.concatenate([

@@ -9,7 +9,7 @@ Attack fields:
     ``labels.infer`` method. GIT itself never needs them.
 
 ``attack_with_matching`` (GIT + IG) also takes every gradient-matching
-``Settings`` field (defaults: Inverting Gradients') and
+``Settings`` field (defaults: Inverting Gradients', with lr 0.01) and
   proximity: weight of ``mean((x - x_git)^2)`` added to the objective (0:
     GIT's output is only the starting point).
   restarts: trials start from GIT's output plus ``jitter`` * N(0, 1) noise
@@ -39,8 +39,13 @@ from gitjax.attacks import Reconstruction
 
 GIT_FIELDS = dict(inverter_dir=None, step=None, labels="auto")
 MATCHING_FIELDS = dict(GIT_FIELDS, proximity=0.0, jitter=0.0)
-GIT_IG_DEFAULTS = {k: v for k, v in gradient_matching.IG_DEFAULTS.items()
-                   if k not in ("init", "labels")}
+# Inverting Gradients' settings, but a 10x smaller step: signed Adam at IG's
+# lr 0.1 moves every pixel by ~0.1 per step and erases GIT's starting image
+# within a few steps (measured on CIFAR-10 / LeNet: 12.4 dB after 250 steps
+# from a 22.6 dB start at lr 0.1, 25.7 dB at lr 0.01).
+GIT_IG_DEFAULTS = dict(
+    {k: v for k, v in gradient_matching.IG_DEFAULTS.items()
+     if k not in ("init", "labels")}, lr=0.01)
 
 
 def _fields(config, known: dict, extra=()) -> tuple[dict, dict]:
