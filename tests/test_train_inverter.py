@@ -1,5 +1,8 @@
 """Inverter training: loss falls, exact resume after a kill, clear errors."""
 
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +92,22 @@ def test_mismatched_or_corrupt_workdir_is_a_clear_error(trained):
       ck.restore(40, {"params": jnp.zeros(3)})
     finally:
       ck.close()
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_kept(trained, tmp_path):
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(trained, workdir)
+  files = [os.path.join(root, f)
+           for root, _, fs in os.walk(os.path.join(workdir, "checkpoints",
+                                                   "40")) for f in fs]
+  for f in files:
+    with open(f, "wb") as fh:
+      fh.write(b"garbage")
+  with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+    train_inverter.train_and_evaluate(_config(), workdir)
+  for f in files:  # Nothing was overwritten.
+    with open(f, "rb") as fh:
+      assert fh.read() == b"garbage"
 
 
 def test_lti_trains(tmp_path):
