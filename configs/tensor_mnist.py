@@ -19,9 +19,12 @@ paper instead normalizes each image to unit norm and scores directions:
 estimate (0: the paper's moment method alone). ``subspace=w_grad`` also
 reads dL/dw, which spans the data exactly.
 
-Expected (digits, B = 4, m = 10^5, 2-core CPU shared with other jobs):
-see the run's metrics.json; the tensor estimate alone gives cosine ~0.96-0.99
-per image, the L-BFGS refinement recovers the images to float32 precision.
+Measured 2026-11-21 (2-core CPU shared with other jobs, B = 4, m = 10^5):
+digits: mean PSNR 50.5 dB (per image 52.7 / 69.2 / 49.0 / 31.1), SSIM
+0.999, attack 29 s; ``match=0`` (moments only): 26.5 dB (32.8 / 29.9 /
+25.8 / 17.3), 15 s. MNIST (``data_dir``): 53.9 dB (61.3 / 46.9 / 48.4 /
+58.8), SSIM 0.9999, attack 97 s. The order-3 subspace wins on raw pixels
+(residual 0.055 vs 0.130 for digits, 0.22 vs 0.89 for MNIST).
 """
 
 from configs import common

@@ -6,9 +6,10 @@ python -m launch.benchmark --config=configs/benchmarks/tensor_synthetic.py \
 X = first B basis vectors, act = t^3 + t^2, y = +-1, 4 seeds per point;
 error 0.5 ||X_hat - X||_F^2 on unit directions after alignment (target
 <= 0.01 at every d). Also sweeps m at d = 100 and plots the error against
-m / d (error_vs_m_over_d.png). Results in WORKDIR/results.json; measured
-numbers are in the docstring of gitjax/benchmarks/tensor_synthetic.py and
-BUILD_NOTES.md. About 10 minutes on a shared 2-core CPU.
+m / d (error_vs_m_over_d.png). Results in WORKDIR/results.json. Measured
+(2-core CPU, shared; 5 minutes): median error 0.0115 .. 0.153 for d = 50 ..
+300 from the moments alone, < 1e-9 at every d after the L-BFGS refinement
+(table in gitjax/benchmarks/tensor_synthetic.py).
 """
 
 from configs import common

@@ -12,6 +12,21 @@ Variants: ``tensor`` (g = dL/da only, the paper's threat model; gitjax's
 defaults), ``tensor+match`` (then L-BFGS on (x, rho)), and ``w_grad`` (the
 span read off the leaked dL/dw, beyond the paper). ``grid_B<B>.png`` shows
 truth over recovery for the first trial at the largest m.
+
+Measured 2026-11-21, 2-core CPU shared with other jobs (load ~12-15),
+``python -m launch.benchmark --config=configs/benchmarks/tensor_mnist.py:
+trials=4`` (2044 s wall), median |cosine| over 4 batches:
+
+  B  m      tensor  tensor+match  w_grad
+  2  10^4   0.50    0.89          0.9998
+  2  10^5   0.991   1.000         0.9999
+  4  10^4   0.32    0.45          0.9987
+  4  10^5   0.972   1.000         0.9997
+  8  10^4   0.18    0.18          0.993
+  8  10^5   0.910   1.000         0.9995
+
+At m = 10^4 (m / d = 13) the moments are below the spectral threshold; the
+order-2 moment of g cannot find the span, dL/dw can.
 """
 
 import logging
