@@ -24,20 +24,18 @@ sum_i rho_i kappa_k(|x_i|) xhat_i^{(x)k} (``tensor_moments``):
 ``recover`` is the array-level function; ``attack`` the registry entry.
 """
 
-import functools
 import time
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from scipy import optimize
 
 from gitjax import attacks
 from gitjax.attacks import tensor_decomp
 from gitjax.attacks import tensor_identify
 from gitjax.attacks import tensor_moments
+from gitjax.attacks import tensor_refine
 from gitjax.attacks import tensor_subspace
 from gitjax.models import common
 
@@ -141,37 +139,6 @@ def _fit_coefficients(moments, factors, nz):
   return coef
 
 
-@functools.partial(jax.jit, static_argnames=("act_name", "steps"))
-def _match(w, g, p0, act_name, steps, tol=1e-12):
-  """L-BFGS on ||g - act(X W)^T rho||^2 / ||g||^2 over p = {x, rho}.
-
-  Stops after ``steps`` or when the loss falls below ``tol``. Returns
-  (p, start loss, final loss, steps taken).
-  """
-  act = common.activation(act_name)
-  opt = optax.lbfgs()
-
-  def loss(p):
-    pred = act(p["x"] @ w).T @ p["rho"]  # [m]
-    return jnp.sum(jnp.square(pred - g)) / jnp.sum(jnp.square(g))
-
-  vg = optax.value_and_grad_from_state(loss)
-
-  def step(carry):
-    p, state, _, i = carry
-    value, grad = vg(p, state=state)
-    upd, state = opt.update(grad, state, p, value=value, grad=grad,
-                            value_fn=loss)
-    return optax.apply_updates(p, upd), state, value, i + 1
-
-  def cont(carry):
-    return (carry[3] < steps) & (carry[2] > tol)
-
-  loss0 = loss(p0)
-  p, _, _, i = jax.lax.while_loop(cont, step, (p0, opt.init(p0), loss0, 0))
-  return p, loss0, loss(p), i
-
-
 def _decompose(t, n, s, seed):
   """``tensor_decomp.decompose`` with the method's own settings."""
   if s["method"] == "simultaneous":
@@ -182,46 +149,6 @@ def _decompose(t, n, s, seed):
                 backend=s["tensorly_backend"])
   return tensor_decomp.decompose(t, n, s["method"], seed=seed,
                                  refine=s["polish"], **opts)
-
-
-@functools.partial(jax.jit, static_argnames=("act_name",))
-def _act_and_slope(z, act_name):
-  """act(z) and act'(z), elementwise."""
-  act = common.activation(act_name)
-  return act(z), jax.vmap(jax.grad(act))(z.ravel()).reshape(z.shape)
-
-
-def _fit_amplitudes(w, g, dirs, activation, a0, rho0):
-  """Least squares on g over signed norms a [N] and weights rho [N].
-
-  With the directions fixed, g ~ sum_i rho_i act(a_i w_j . xhat_i) has only
-  2N unknowns and m equations; Levenberg-Marquardt from the moment-ratio
-  estimate (a0, rho0) uses all of g instead of two noisy moment
-  coefficients. For t^3 + t^2 the problem is even linear in (rho a^3,
-  rho a^2). Returns (a, rho, relative residual).
-  """
-  t = np.asarray(jnp.asarray(dirs, w.dtype) @ w, np.float64)  # [N, m]
-  gn = np.asarray(g, np.float64)
-  scale = np.linalg.norm(gn)
-
-  def parts(p):
-    a, rho = np.split(p, 2)
-    f, df = _act_and_slope(jnp.asarray(a[:, None] * t, jnp.float32),
-                           activation)
-    return np.asarray(f, np.float64), np.asarray(df, np.float64), rho
-
-  def resid(p):
-    f, _, rho = parts(p)
-    return (rho @ f - gn) / scale
-
-  def jac(p):
-    f, df, rho = parts(p)
-    return np.concatenate([(rho[:, None] * df * t).T, f.T], axis=1) / scale
-
-  sol = optimize.least_squares(resid, np.concatenate([a0, rho0]), jac=jac,
-                               method="lm", max_nfev=100)
-  a, rho = np.split(sol.x, 2)
-  return a, rho, float(np.linalg.norm(sol.fun))
 
 
 def _lift(w, g, activation, plan, moments, v, factors, weights, s):
@@ -239,19 +166,12 @@ def _lift(w, g, activation, plan, moments, v, factors, weights, s):
       common.activation(activation), ident["norms"])[:, kt]
   rho = weights / (kappa_n * ident["signs"]**kt)
   if s["norm_fit"] and ident["norm_pair"] is not None:
-    a, rho, ident["norm_fit_residual"] = _fit_amplitudes(
+    a, rho, ident["norm_fit_residual"] = tensor_refine.fit_amplitudes(
         w, g, dirs, activation, a, rho)
     if ident["sign_rule"].startswith("coef"):
       ident["sign_rule"] += ", then least squares on g"
     ident["norm_rule"] += ", then least squares on g"
   return dirs * a[:, None], rho, ident
-
-
-@functools.partial(jax.jit, static_argnames=("act_name",))
-def _relative_residual(w, g, x, rho, act_name):
-  """||g - act(X W)^T rho|| / ||g||: how well a recovery explains g."""
-  pred = common.activation(act_name)(x @ w).T @ rho
-  return jnp.linalg.norm(pred - g) / jnp.linalg.norm(g)
 
 
 def _recover_in(sub_order, w, g, activation, plan, n, s, seed, w_grad):
@@ -268,7 +188,7 @@ def _recover_in(sub_order, w, g, activation, plan, n, s, seed, w_grad):
   factors, weights, dinfo = _decompose(moments[kt], sub["n"], s, seed)
   x, rho, ident = _lift(w, g, activation, plan, moments, v, factors,
                         weights, s)
-  sub["residual"] = float(_relative_residual(
+  sub["residual"] = float(tensor_refine.relative_residual(
       w, g, jnp.asarray(x, w.dtype), jnp.asarray(rho, w.dtype), activation))
   info = dict(batch_size=sub["n"], batch_size_estimated=n is None,
               tensor_order=kt, subspace=sub,
@@ -288,8 +208,9 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
   With subspace="auto" every usable subspace estimator (order 2, and the
   contracted order 3 when the activation has a first and third Hermite
   coefficient) is tried and the recovery that best explains g (smallest
-  ``_relative_residual``) is kept: order 2 wins for unit-norm data, order 3
-  for large norms (raw pixels), where t^3 drowns the order-2 signal.
+  ``tensor_refine.relative_residual``) is kept: order 2 wins for unit-norm
+  data, order 3 for large norms (raw pixels), where t^3 drowns the order-2
+  signal.
 
   Args:
     w: [d, m] first-layer weights (w_j ~ N(0, I), column j is neuron j).
@@ -323,9 +244,9 @@ def recover(w, g, activation, batch_size=None, config=None, seed=0,
                                 r[3]["subspace"]["residual"] for r in runs}
   if s["match_steps"]:
     t0 = time.perf_counter()
-    p, l0, l1, steps = _match(w, g, {"x": jnp.asarray(x, w.dtype),
-                                     "rho": jnp.asarray(rho, w.dtype)},
-                              activation, int(s["match_steps"]))
+    p0 = {"x": jnp.asarray(x, w.dtype), "rho": jnp.asarray(rho, w.dtype)}
+    p, l0, l1, steps = tensor_refine.match(w, g, p0, activation,
+                                           int(s["match_steps"]))
     info["match"] = dict(steps=int(steps), loss_start=float(l0),
                          loss_end=float(l1), accepted=bool(l1 < l0))
     if l1 < l0:  # L-BFGS is monotone; this guards against NaN.
