@@ -4,9 +4,10 @@ python -m launch.attack --config=configs/analytic_mlp.py \
     --workdir=/tmp/gitjax/analytic_mlp
 
 Exact: x = dW db / (db . db) from the first Dense layer's gradients (see
-gitjax/attacks/analytic.py). Measured on the embedded photo (2-core CPU,
-shared): PSNR at the metrics cap (exact up to float32), label accuracy 1.0,
-attack time well under a second (see the run's metrics.json).
+gitjax/attacks/analytic.py). Measured 2026-11-21 on the embedded photo,
+2-core CPU shared with other jobs: MSE 1.4e-15 (PSNR at the 100 dB cap of
+gitjax.metrics), SSIM 1.0, label accuracy 1.0; attack 1.7 s, 37 s wall (the
+rest is imports, data and leak setup under load).
 
 Args: ``batch`` (B > 1 groups the per-unit ratios; exact when every example
 has a ReLU unit of its own), ``hidden`` (first layer width), ``smoke``.

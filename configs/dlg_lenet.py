@@ -5,7 +5,14 @@ python -m launch.attack --config=configs/dlg_lenet.py \
 
 Squared-L2 gradient matching with L-BFGS (history 100, zoom line search) on
 DLG's sigmoid LeNet (uniform(-0.5, 0.5) init), FedSGD, B = 1; the label is
-read off the gradient (iDLG). Measured: see RESULTS below.
+read off the gradient (iDLG).
+
+Measured 2026-11-21 on the embedded photo (index 0, the astronaut), 2-core
+CPU shared with other jobs (load average 5-9): PSNR 46.1 dB, SSIM 0.9998,
+label accuracy 1.0; 40 s wall for the whole command (setup 10 s, attack
+26 s of which 8 s compiling), 3,000 L-BFGS iterations. Under heavier load
+(average ~9) the same run took 111 s. The run directory gets grid.png
+(ground truth over reconstruction), metrics.json, config.json and log.txt.
 
 Args: ``iterations``, ``restarts``, ``labels`` ("auto": iDLG; "joint": DLG's
 soft-label optimization), ``batch``, ``data_dir`` (CIFAR-10 zips instead of
