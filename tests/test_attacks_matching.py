@@ -29,7 +29,6 @@ def _leak(key, name="lenet", b=1, shape=(8, 8, 1), num_classes=4, **kw):
   return v, leak, truth
 
 
-@pytest.mark.xfail(reason="regressed in the last commits of the session; see issue note", strict=False)
 def test_dlg_recovers_tiny_image_and_label(key):
   v, leak, truth = _leak(key)
   rec = gm.dlg(leak, v, dict(iterations=100, restarts=2, progress=False),

@@ -322,7 +322,7 @@ def _run_chunk(carry, data, n, *, loss_fn, project, settings, per_trial):
     buf = jax.lax.dynamic_update_slice(buf, loss[:, None], (0, i))
     return c, buf
 
-  buf = jnp.full((r, settings.chunk), jnp.nan)
+  buf = jnp.full((r, settings.chunk), jnp.nan, carry.best_loss.dtype)
   return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
