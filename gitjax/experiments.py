@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
+import scipy.optimize
 
 from gitjax import attacks
 from gitjax import data as data_lib
@@ -104,15 +105,46 @@ def attack_case(case: Case, attack_config, key) -> attacks.Reconstruction:
 def evaluate(rec: attacks.Reconstruction, case: Case, config) -> dict:
   """Scores a reconstruction against the ground truth, on [0, 1] pixels."""
   ev = _plain(config.eval)
-  x_hat = jnp.clip(leak_lib.to_unit_range(case.leak, rec.images), 0.0, 1.0)
-  x = leak_lib.to_unit_range(case.leak, case.truth.images)
-  shape = (x.shape[0],) + _image_shape(case)
-  x_hat, x = x_hat.reshape(shape), x.reshape(shape)
+  x_hat, x, n_hat = _unit_images(rec, case)
   labels = None if case.victim.loss == "squared" else case.truth.labels
-  return metrics.score(
+  result = metrics.score(
       x_hat, x, data_range=ev.get("data_range", 1.0),
       labels_hat=rec.labels if labels is not None else None, labels=labels,
       lpips_net=ev.get("lpips_net"))
+  result["num_reconstructed"] = n_hat
+  return result
+
+
+def _unit_images(rec, case):
+  """Reconstructions and truth as [B, H, W, C] on [0, 1].
+
+  An attack that estimates the batch size (the tensor attack without
+  ``tell_batch_size``) may return B' != B images: they are assigned to the
+  truth by minimum total MSE (rectangular Hungarian matching); true images
+  left without a reconstruction get a flat 0.5 image (scored as a miss),
+  extra reconstructions are dropped. Returns (x_hat, x, B').
+  """
+  image_shape = _image_shape(case)
+  x = leak_lib.to_unit_range(case.leak, case.truth.images)
+  x = np.asarray(x, np.float32).reshape((x.shape[0],) + image_shape)
+  x_hat = jnp.clip(leak_lib.to_unit_range(case.leak, rec.images), 0.0, 1.0)
+  size = int(np.prod(image_shape))
+  if x_hat.size % size:
+    raise ValueError(f"reconstruction of shape {tuple(x_hat.shape)} cannot be "
+                     f"read as images of shape {image_shape}")
+  x_hat = np.asarray(x_hat, np.float32).reshape((-1,) + image_shape)
+  n_hat, b = x_hat.shape[0], x.shape[0]
+  if n_hat == b:
+    return x_hat, x, n_hat
+  cost = np.mean(np.square(x_hat.reshape(n_hat, 1, -1) -
+                           x.reshape(1, b, -1)), axis=-1)  # [B', B]
+  rows, cols = scipy.optimize.linear_sum_assignment(cost)
+  fitted = np.full_like(x, 0.5)
+  fitted[cols] = x_hat[rows]
+  logging.warning("The attack returned %d images for a batch of %d; scored "
+                  "after assigning them by MSE (missing ones count as flat "
+                  "0.5 images).", n_hat, b)
+  return fitted, x, n_hat
 
 
 def _image_shape(case: Case) -> tuple:
@@ -153,16 +185,13 @@ def run_attack(config: mlc.ConfigDict, workdir: str) -> dict:
 
 
 def _save_pictures(workdir, case, rec, result):
-  x = leak_lib.to_unit_range(case.leak, case.truth.images)
-  x_hat = jnp.clip(leak_lib.to_unit_range(case.leak, rec.images), 0.0, 1.0)
-  shape = (x.shape[0],) + _image_shape(case)
+  x_hat, x, _ = _unit_images(rec, case)
   perm = result.get("permutation")
-  x_hat = np.asarray(x_hat).reshape(shape)
   if perm is not None:
     x_hat = x_hat[np.asarray(perm)]
   titles = [f"{p:.1f} dB" for p in result["per_image"]["psnr"]]
   report.save_grid(os.path.join(workdir, "grid.png"),
-                   [np.asarray(x).reshape(shape), x_hat],
+                   [x, x_hat],
                    row_titles=["ground truth", "reconstruction"],
                    image_titles=[None, titles])
 

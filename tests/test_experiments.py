@@ -30,6 +30,19 @@ def test_make_case_hides_truth_and_scores_it(key):
   result = experiments.evaluate(perfect, case, config)
   assert result["mean"]["psnr"] >= 99.0  # Matched despite the reversal.
   assert result["permutation"] == [1, 0]
+  assert result["num_reconstructed"] == 2
+  # An attack that estimated a different batch size is still scored: extra
+  # reconstructions are dropped, missing ones count as misses.
+  extra = attacks.Reconstruction(
+      jnp.concatenate([case.truth.images[1:], jnp.zeros_like(
+          case.truth.images), case.truth.images[:1]]), None, {})
+  result = experiments.evaluate(extra, case, config)
+  assert result["mean"]["psnr"] >= 99.0 and result["num_reconstructed"] == 4
+  one = attacks.Reconstruction(case.truth.images[1:], None, {})
+  result = experiments.evaluate(one, case, config)
+  assert result["num_reconstructed"] == 1
+  assert max(result["per_image"]["psnr"]) >= 99.0
+  assert min(result["per_image"]["psnr"]) < 40.0
 
 
 def _zeros_attack(leak, victim, config, key):

@@ -101,3 +101,22 @@ def test_label_errors():
   bias_msg = {"head": {"bias": jnp.zeros(4)}}
   with pytest.raises(ValueError, match=r"mean_probs has shape \(3,\)"):
     labels.label_counts(bias_msg, 2, np.ones(3) / 3)
+
+
+def test_zeroed_bias_gradient_gives_labels_not_nan():
+  # 90% pruning can zero the whole head bias gradient: the counts must still
+  # be B valid labels, and iDLG falls back to the kernel.
+  v, variables, xs, ys = _case("lenet", 4, 5)
+  g = _grad(v, variables["params"], {}, xs, ys)
+  g = jax.tree.map(lambda t: t, g)
+  g["head"]["bias"] = jnp.zeros_like(g["head"]["bias"])
+  probs = labels.feature_mean_softmax(g, variables["params"]["head"])
+  assert np.all(np.isfinite(np.asarray(probs)))
+  got = np.asarray(labels.infer(g, 4, v, variables, method="llg"))
+  assert got.shape == (4,) and np.all((got >= 0) & (got < 10))
+  counts = labels.label_counts({"head": {"bias": jnp.full((4,), jnp.nan)}}, 3)
+  assert counts.sum() == 3 and np.all(counts >= 0)
+  v1, variables1, x1, y1 = _case("lenet", 1, 0)
+  g1 = _grad(v1, variables1["params"], {}, x1, y1)
+  g1["head"]["bias"] = jnp.zeros_like(g1["head"]["bias"])
+  assert int(labels.idlg(g1)[0]) == int(y1[0])

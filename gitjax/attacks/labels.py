@@ -58,8 +58,9 @@ def idlg(message) -> jax.Array:
     [1] int32 label.
   """
   head = _head(message)
-  if "bias" in head:
+  if "bias" in head and bool(jnp.any(head["bias"] != 0)):
     return jnp.argmin(head["bias"])[None].astype(jnp.int32)
+  # No bias, or a bias gradient zeroed by a defense (pruning): the kernel.
   return jnp.argmin(jnp.sum(head["kernel"], axis=0))[None].astype(jnp.int32)
 
 
@@ -82,8 +83,12 @@ def label_counts(message, batch_size: int, mean_probs=None) -> np.ndarray:
       mean_probs, np.float64)
   if p.shape != (c,):
     raise ValueError(f"mean_probs has shape {p.shape}; expected ({c},)")
-  # bias_c = p_c - n_c / B  ->  n_c = B (p_c - bias_c).
-  est = batch_size * (p - bias)
+  if not np.all(np.isfinite(p)):
+    p = np.full(c, 1.0 / c)
+  # bias_c = p_c - n_c / B  ->  n_c = B (p_c - bias_c). A defense can zero
+  # or corrupt entries (pruning, noise): non-finite estimates count as 0.
+  est = np.nan_to_num(batch_size * (p - bias), nan=0.0, posinf=0.0,
+                      neginf=0.0)
   counts = np.floor(np.clip(est, 0, None)).astype(int)
   # Hand out what flooring left, to the largest remainders.
   rest = batch_size - counts.sum()
@@ -105,13 +110,17 @@ def feature_mean_softmax(message, head_params) -> jax.Array:
 
   Returns:
     [C] softmax of the head at the weighted feature mean recovered from the
-    classes with positive bias gradient.
+    classes with positive bias gradient; the uniform 1/C when no class has
+    one (a bias gradient zeroed by pruning, for example).
   """
   head = _head(message)
   g_b = _bias(message, "llg")
   pos = (g_b > 0).astype(g_b.dtype)
-  r_bar = head["kernel"] @ pos / jnp.sum(g_b * pos)  # [F]
-  return jax.nn.softmax(r_bar @ head_params["kernel"] + head_params["bias"])
+  denom = jnp.sum(g_b * pos)
+  r_bar = head["kernel"] @ pos / jnp.where(denom > 0, denom, 1.0)  # [F]
+  probs = jax.nn.softmax(r_bar @ head_params["kernel"] + head_params["bias"])
+  uniform = jnp.full_like(probs, 1.0 / probs.shape[0])
+  return jnp.where((denom > 0) & jnp.all(jnp.isfinite(probs)), probs, uniform)
 
 
 def _counts_to_labels(counts) -> jax.Array:
