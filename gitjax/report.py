@@ -346,6 +346,12 @@ class Progress:
     finally:
       self.close()
 
+  def advance(self, n: int = 1) -> None:
+    """Counts ``n`` finished steps (for loops that run steps in chunks)."""
+    self.step += n
+    self._bar.update(n)
+    self._maybe_log()
+
   def __enter__(self):
     return self
 

@@ -128,3 +128,14 @@ def test_progress_over_iterable(capsys):
   assert "items step 3/3: loss=0.5" in bar.summary()
   err = capsys.readouterr().err
   assert "3/3" in err and "loss=0.5" in err
+
+
+def test_progress_advanced_in_chunks(capsys):
+  bar = report.progress(10, "chunks", mininterval=0)
+  bar.advance(4)
+  assert bar.step == 4
+  bar.record(loss=0.25)
+  bar.advance(6)
+  bar.close()
+  assert "chunks step 10/10: loss=0.25" in bar.summary()
+  assert "10/10" in capsys.readouterr().err

@@ -347,7 +347,6 @@ class _Progress:
   def __init__(self, total, desc, show):
     self.total, self.desc = total, desc
     self.bar = report.progress(total, desc, disable=not show)
-    self.steps = iter(self.bar)
 
   def update(self, done, n, loss, t0):
     rate = done / max(time.time() - t0, 1e-9)
@@ -355,8 +354,7 @@ class _Progress:
     logging.info("%s it %d/%d loss %.5g (%.1f it/s, ETA %.0f s)", self.desc,
                  done, self.total, loss, rate, eta)
     self.bar.record(loss=loss)
-    for _ in range(n):
-      next(self.steps, None)
+    self.bar.advance(n)
 
   def close(self):
     self.bar.close()
