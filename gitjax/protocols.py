@@ -28,9 +28,13 @@ def num_local_steps(batch_size: int, local_batch_size: int | None,
   return epochs * (batch_size // b)
 
 
+MAX_UNROLLED_STEPS = 8
+
+
 def fedavg_update(victim, params, state, xs, ys, *, lr: float,
                   epochs: int = 1, local_batch_size: int | None = None,
-                  train: bool = False) -> Params:
+                  train: bool = False, unroll: int | bool | None = None
+                  ) -> Params:
   """FedAvg: local SGD on the client's batch; the message is new - old params.
 
   Minibatches are taken in order (no shuffling) for ``epochs`` passes, so an
@@ -45,6 +49,9 @@ def fedavg_update(victim, params, state, xs, ys, *, lr: float,
     local_batch_size: minibatch size; None means the full batch (one step per
       epoch).
     train: BatchNorm mode during local training.
+    unroll: ``lax.scan``'s unroll for the local steps; None unrolls up to
+      ``MAX_UNROLLED_STEPS`` steps fully (XLA:CPU runs convolutions inside a
+      loop body several times slower; unrolled, they compile as usual).
 
   Returns:
     The weight difference, a params-shaped tree.
@@ -60,7 +67,9 @@ def fedavg_update(victim, params, state, xs, ys, *, lr: float,
     g = victim_lib.batch_grad(victim, p, state, xs_mb[j], ys_mb[j], train)
     return jax.tree.map(lambda a, da: a - lr * da, p, g), None
 
-  new, _ = jax.lax.scan(step, params, jnp.arange(steps))
+  if unroll is None:
+    unroll = steps <= MAX_UNROLLED_STEPS
+  new, _ = jax.lax.scan(step, params, jnp.arange(steps), unroll=unroll)
   return jax.tree.map(jnp.subtract, new, params)
 
 

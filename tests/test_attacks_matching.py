@@ -202,3 +202,28 @@ def test_trials_sharded_over_devices_match_unsharded():
   with pytest.raises(ValueError, match="divisible by the 8 devices"):
     matching.optimize(_quadratic, init[:3],
                       matching.make_settings(shard_trials=True, **kw), target)
+
+
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_trial_axis_and_loop_kinds_agree(key, restarts):
+  # vmap vs lax.map over trials, fori_loop on the device vs a host loop: the
+  # same iterates (CPU defaults to map + host; accelerators to vmap + device).
+  v, leak, truth = _leak(key)
+  x0 = jax.random.uniform(jax.random.fold_in(key, 7),
+                          (restarts,) + truth.images.shape)
+  runs = {}
+  for axis in ("vmap", "map"):
+    for loop in ("device", "host"):
+      s = dict(optimizer="adam", signed=False, lr=0.05, iterations=5,
+               chunk=3, progress=False, tv=1e-3, trial_axis=axis, loop=loop)
+      runs[axis, loop] = matching.run(leak, v, x0, truth.labels, s)
+  ref = runs["vmap", "device"]
+  for k, res in runs.items():
+    np.testing.assert_allclose(res.images, ref.images, rtol=1e-4, atol=1e-5,
+                               err_msg=str(k))
+    np.testing.assert_allclose(res.info["trial_losses"],
+                               ref.info["trial_losses"], rtol=1e-4)
+  with pytest.raises(ValueError, match="unknown loop 'gpu'"):
+    matching.make_settings(loop="gpu")
+  with pytest.raises(ValueError, match="unknown trial_axis 'pmap'"):
+    matching.make_settings(trial_axis="pmap")

@@ -80,6 +80,8 @@ from gitjax import victim as victim_lib
 from gitjax.attacks import objectives
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
+TRIAL_AXES = ("auto", "vmap", "map")
+LOOPS = ("auto", "device", "host")
 SCHEDULES = ("step", "cosine", "constant")
 LINESEARCHES = ("zoom", "backtracking", "none")
 # Defenses the attacker can model on its trial message; the rest (noise,
@@ -116,6 +118,19 @@ class Settings(NamedTuple):
     shard_trials: spread the R trials over all devices (R must be a
       multiple of the device count): restarts or images run in parallel on
       a multi-GPU host or a TPU slice.
+    trial_axis: how one compiled step runs the R trials: "vmap" (side by
+      side: one batched program, the fast path on GPU/TPU), "map" (one after
+      another inside the program with ``lax.map``; with R = 1 the trial axis
+      is simply dropped) or "auto" ("map" on CPU, else "vmap"). On XLA:CPU a
+      vmapped trial axis turns the weight-gradient convolutions into grouped
+      convolutions that run ~9x slower (IG on ConvNet, B = 1; BUILD_NOTES).
+      ``shard_trials`` always uses "vmap".
+    loop: where the iterations of a chunk loop: "device" (one compiled
+      ``fori_loop`` per chunk), "host" (a Python loop over the compiled
+      step; dispatch is asynchronous, so the host syncs once per chunk) or
+      "auto" ("host" on CPU, else "device"). XLA:CPU runs convolutions
+      inside a while loop ~8x slower than the same convolutions outside one
+      (IG on ConvNet: 870 vs 105 ms per iteration; BUILD_NOTES).
   """
   objective: str = "cosine"
   layer_weights: tuple | None = None
@@ -136,6 +151,8 @@ class Settings(NamedTuple):
   chunk: int = 100
   progress: bool = True
   shard_trials: bool = False
+  trial_axis: str = "auto"
+  loop: str = "auto"
 
 
 def make_settings(config=None, **overrides) -> Settings:
@@ -163,6 +180,11 @@ def make_settings(config=None, **overrides) -> Settings:
                      f"{LINESEARCHES}")
   if s.schedule not in SCHEDULES:
     raise ValueError(f"unknown schedule {s.schedule!r}; known: {SCHEDULES}")
+  if s.loop not in LOOPS:
+    raise ValueError(f"unknown loop {s.loop!r}; known: {LOOPS}")
+  if s.trial_axis not in TRIAL_AXES:
+    raise ValueError(f"unknown trial_axis {s.trial_axis!r}; known: "
+                     f"{TRIAL_AXES}")
   for name in ("iterations", "restarts", "chunk"):
     if int(getattr(s, name)) < 1:
       raise ValueError(f"{name} must be >= 1; got {getattr(s, name)}")
@@ -286,14 +308,49 @@ def _init_carry(init_vars, settings):
   return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), carry)
 
 
+def trial_axis(settings: Settings) -> str:
+  """The resolved ``settings.trial_axis``: "vmap" or "map"."""
+  if settings.shard_trials:
+    return "vmap"
+  if settings.trial_axis == "auto":
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+  return settings.trial_axis
+
+
+def over_trials(fn: Callable, in_axes: tuple, settings: Settings) -> Callable:
+  """``fn`` of one trial lifted to R trials (axis 0 where in_axes is 0).
+
+  Like ``jax.vmap(fn, in_axes)``; with ``trial_axis(settings) == "map"`` the
+  trials run one after another (``lax.map``), and a single trial is called
+  without any trial axis, so its convolutions stay plain convolutions.
+  """
+  if trial_axis(settings) == "vmap":
+    return jax.vmap(fn, in_axes=in_axes)
+
+  def mapped(*args):
+    trial_args = [a for a, ax in zip(args, in_axes) if ax == 0]
+
+    def one(per_trial_args):
+      it = iter(per_trial_args)
+      return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
+
+    r = jax.tree.leaves(trial_args)[0].shape[0]
+    if r == 1:
+      out = one(jax.tree.map(lambda x: x[0], trial_args))
+      return jax.tree.map(lambda x: x[None], out)
+    return jax.lax.map(one, trial_args)
+
+  return mapped
+
+
 def make_step(loss_fn, project, settings: Settings, per_trial=False):
   """One iteration of all R trials: ``(carry, data) -> (carry, losses [R])``.
 
   The body of the compiled loop, exposed for benchmarks (cost analysis).
   """
-  step = jax.vmap(
+  step = over_trials(
       functools.partial(_trial_step, loss_fn, project, settings),
-      in_axes=(None, 0 if per_trial else None, 0, 0, 0, 0, 0, 0))
+      (None, 0 if per_trial else None, 0, 0, 0, 0, 0, 0), settings)
 
   def one(c, data):
     v, os, bv, bl, al, died, loss = step(c.step, data, c.vars, c.opt_state,
@@ -326,13 +383,45 @@ def _run_chunk(carry, data, n, *, loss_fn, project, settings, per_trial):
   return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
-run_chunk = _run_chunk  # Public name for benchmarks.
+def loop_kind(settings: Settings) -> str:
+  """The resolved ``settings.loop``: "device" or "host"."""
+  if settings.loop == "auto":
+    return "host" if jax.default_backend() == "cpu" else "device"
+  return settings.loop
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "per_trial"))
-def _finish(carry, data, *, loss_fn, per_trial):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "project",
+                                             "settings", "per_trial"))
+def _one_step(carry, data, *, loss_fn, project, settings, per_trial):
+  return make_step(loss_fn, project, settings, per_trial)(carry, data)
+
+
+def run_chunk(carry, data, n, *, loss_fn, project, settings, per_trial):
+  """Runs ``n`` (<= settings.chunk) steps; returns (carry, losses [R, chunk]).
+
+  Columns past ``n`` of the losses are NaN. Loops on the device or the host
+  according to ``loop_kind(settings)``.
+  """
+  if loop_kind(settings) == "device":
+    return _run_chunk(carry, data, n, loss_fn=loss_fn, project=project,
+                      settings=settings, per_trial=per_trial)
+  losses = []
+  for _ in range(int(n)):
+    carry, loss = _one_step(carry, data, loss_fn=loss_fn, project=project,
+                            settings=settings, per_trial=per_trial)
+    losses.append(loss)
+  buf = jnp.stack(losses, axis=1)
+  pad = settings.chunk - buf.shape[1]
+  if pad > 0:
+    buf = jnp.pad(buf, ((0, 0), (0, pad)), constant_values=jnp.nan)
+  return carry, buf
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "per_trial",
+                                             "settings"))
+def _finish(carry, data, *, loss_fn, per_trial, settings):
   """Scores the last iterates (after the final step) and picks the best."""
-  loss = jax.vmap(loss_fn, in_axes=(0, 0 if per_trial else None))(
+  loss = over_trials(loss_fn, (0, 0 if per_trial else None), settings)(
       carry.vars, data)
   better = carry.alive & jnp.isfinite(loss) & (loss < carry.best_loss)
   best_v = _where(better, carry.vars, carry.best_vars)
@@ -430,7 +519,7 @@ def optimize(loss_fn: Callable, init_vars, settings: Settings, data=None,
   finally:
     bar.close()
   best_v, best_l, final = _finish(carry, data, loss_fn=loss_fn,
-                                  per_trial=per_trial)
+                                  per_trial=per_trial, settings=settings)
   best_l = np.asarray(best_l)
   r = int(np.argmin(best_l))
   died = np.asarray(carry.died_at)

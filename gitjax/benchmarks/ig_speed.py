@@ -5,7 +5,10 @@ compiled chunk: cosine gradient distance, its gradient by double backprop,
 signed Adam, box projection), the FLOPs of one iteration from XLA's cost
 analysis of the compiled step, and the FLOP/s this achieves as a fraction of
 a large float32 matmul's FLOP/s measured in the same run. Also the cost of R
-restarts in one vmapped program against R sequential single-trial runs.
+restarts in one program, vmapped and ``lax.map``-ped over the trial axis,
+against R sequential single-trial runs. The per-model rows use the engine's
+default trial axis (``matching.trial_axis``: "map" on CPU, "vmap"
+elsewhere).
 """
 
 import logging
@@ -36,7 +39,8 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
   return 2.0 * n**3 / best
 
 
-def _setup(name, width, batch, image_size, restarts, iterations):
+def _setup(name, width, batch, image_size, restarts, iterations,
+           trial_axis="auto"):
   kw = {} if width is None else {"width": width}
   victim = models.make_victim(name, input_shape=(image_size, image_size, 3),
                               num_classes=10, **kw)
@@ -48,7 +52,7 @@ def _setup(name, width, batch, image_size, restarts, iterations):
   leak, _ = leak_lib.simulate(victim, variables, xs, ys, key)
   settings, _ = gm.split_config(
       dict(iterations=iterations, restarts=restarts, chunk=iterations,
-           tv=1e-4, progress=False), gm.IG_DEFAULTS)
+           tv=1e-4, progress=False, trial_axis=trial_axis), gm.IG_DEFAULTS)
   problem = matching.make_problem(leak, victim, settings)
   data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
@@ -57,10 +61,10 @@ def _setup(name, width, batch, image_size, restarts, iterations):
 
 
 def time_iterations(name, width, batch, image_size, restarts, iterations,
-                    repeats):
+                    repeats, trial_axis="auto"):
   """(seconds per iteration, FLOPs per iteration, compile seconds)."""
   problem, settings, data, carry = _setup(name, width, batch, image_size,
-                                          restarts, iterations)
+                                          restarts, iterations, trial_axis)
   project = matching.BoxProjection()
   kw = dict(loss_fn=problem, project=project, settings=settings,
             per_trial=False)
@@ -101,14 +105,18 @@ def run(config, workdir):
       logging.info("%s width %s B=%d: %s", name, width, b, row)
   name, width = config.restart_model
   r = config.restarts
-  s_r, _, _ = time_iterations(name, width, 1, config.image_size, r,
-                              config.iterations, config.repeats)
-  s_1, _, _ = time_iterations(name, width, 1, config.image_size, 1,
-                              config.iterations, config.repeats)
+  args = (name, width, 1, config.image_size)
+  s_1 = time_iterations(*args, 1, config.iterations, config.repeats)[0]
+  per_axis = {axis: time_iterations(*args, r, config.iterations,
+                                    config.repeats, trial_axis=axis)[0]
+              for axis in ("vmap", "map")}
   results["restarts"] = dict(
       model=f"{name}_w{width}_b1", restarts=r,
-      vmapped_ms_per_iteration=1e3 * s_r,
+      vmapped_ms_per_iteration=1e3 * per_axis["vmap"],
+      mapped_ms_per_iteration=1e3 * per_axis["map"],
       sequential_ms_per_iteration=1e3 * r * s_1,
-      speedup=r * s_1 / s_r)
+      vmap_speedup_over_sequential=r * s_1 / per_axis["vmap"],
+      map_speedup_over_sequential=r * s_1 / per_axis["map"],
+      default_trial_axis=matching.trial_axis(matching.make_settings()))
   logging.info("restarts: %s", results["restarts"])
   return results
