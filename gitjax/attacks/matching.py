@@ -81,6 +81,7 @@ from gitjax.attacks import objectives
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 TRIAL_AXES = ("auto", "vmap", "map")
+MAX_UNROLLED_TRIALS = 32
 LOOPS = ("auto", "device", "host")
 SCHEDULES = ("step", "cosine", "constant")
 LINESEARCHES = ("zoom", "backtracking", "none")
@@ -120,10 +121,10 @@ class Settings(NamedTuple):
       a multi-GPU host or a TPU slice.
     trial_axis: how one compiled step runs the R trials: "vmap" (side by
       side: one batched program, the fast path on GPU/TPU), "map" (one after
-      another inside the program with ``lax.map``; with R = 1 the trial axis
-      is simply dropped) or "auto" ("map" on CPU, else "vmap"). On XLA:CPU a
-      vmapped trial axis turns the weight-gradient convolutions into grouped
-      convolutions that run ~9x slower (IG on ConvNet, B = 1; BUILD_NOTES).
+      another inside the program: unrolled up to ``MAX_UNROLLED_TRIALS``,
+      ``lax.map`` beyond) or "auto" ("map" on CPU, else "vmap"). On XLA:CPU
+      a vmapped trial axis turns the weight-gradient convolutions into
+      grouped convolutions that run far slower (BUILD_NOTES).
       ``shard_trials`` always uses "vmap".
     loop: where the iterations of a chunk loop: "device" (one compiled
       ``fori_loop`` per chunk), "host" (a Python loop over the compiled
@@ -321,8 +322,9 @@ def over_trials(fn: Callable, in_axes: tuple, settings: Settings) -> Callable:
   """``fn`` of one trial lifted to R trials (axis 0 where in_axes is 0).
 
   Like ``jax.vmap(fn, in_axes)``; with ``trial_axis(settings) == "map"`` the
-  trials run one after another (``lax.map``), and a single trial is called
-  without any trial axis, so its convolutions stay plain convolutions.
+  trials run one after another: unrolled in the program for up to
+  ``MAX_UNROLLED_TRIALS`` trials (each trial's convolutions stay plain
+  convolutions outside any loop body), ``lax.map`` beyond.
   """
   if trial_axis(settings) == "vmap":
     return jax.vmap(fn, in_axes=in_axes)
@@ -335,10 +337,11 @@ def over_trials(fn: Callable, in_axes: tuple, settings: Settings) -> Callable:
       return fn(*[next(it) if ax == 0 else a for a, ax in zip(args, in_axes)])
 
     r = jax.tree.leaves(trial_args)[0].shape[0]
-    if r == 1:
-      out = one(jax.tree.map(lambda x: x[0], trial_args))
-      return jax.tree.map(lambda x: x[None], out)
-    return jax.lax.map(one, trial_args)
+    if r > MAX_UNROLLED_TRIALS:
+      return jax.lax.map(one, trial_args)
+    outs = [one(jax.tree.map(lambda x, i=i: x[i], trial_args))
+            for i in range(r)]
+    return jax.tree.map(lambda *o: jnp.stack(o), *outs)
 
   return mapped
 
