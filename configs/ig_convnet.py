@@ -25,11 +25,12 @@ Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``,
 from configs import common
 
 
-def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=500,
+def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=2000,
               **defaults):
   """The IG experiment shared by the ig_* configs."""
   arg = common.parse_arg(arg, **{
       **dict(batch=1, width=64, iterations=4000, restarts=1, tv=1e-4, lr=0.1,
+             init="torch",
              data_dir="", index=0, cpu=False, smoke=False), **defaults})
   config = common.base_config()
   config.data.batch_size = arg.batch
@@ -40,7 +41,7 @@ def ig_config(arg, victim="convnet", cpu_width=16, cpu_iterations=500,
   width, iterations = arg.width, arg.iterations
   if arg.cpu:
     width, iterations = cpu_width, cpu_iterations
-  config.victim = dict(name=victim, width=width)
+  config.victim = dict(name=victim, width=width, init=arg.init)
   config.attack = dict(name="ig", iterations=iterations, lr=arg.lr,
                        restarts=arg.restarts, tv=arg.tv,
                        chunk=min(100, iterations))

@@ -109,3 +109,24 @@ def test_check_images_names_expected_shape(key):
   v = models.make_victim("lenet", input_shape=(8, 8, 3))
   with pytest.raises(ValueError, match=r"expects \[B, 8, 8, 3\]"):
     victim_lib.check_images(v, jnp.zeros((2, 8, 8, 1)))
+
+
+def test_torch_init_redraws_dense_and_conv_like_pytorch(key):
+  v = models.make_victim("convnet", input_shape=(9, 9, 3), num_classes=4,
+                         width=2, init="torch")
+  assert v.config["init"] == "torch"
+  params = victim_lib.init_variables(v, key)["params"]
+  for name in ("conv0", "conv3", "head"):
+    kernel, bias = params[name]["kernel"], params[name]["bias"]
+    bound = 1.0 / np.sqrt(np.prod(kernel.shape[:-1]))
+    assert float(jnp.max(jnp.abs(kernel))) <= bound
+    assert float(jnp.max(jnp.abs(kernel))) > 0.8 * bound  # Uniform, not normal.
+    assert float(jnp.max(jnp.abs(bias))) <= bound
+    assert float(jnp.max(jnp.abs(bias))) > 0.0  # PyTorch biases are not zero.
+  np.testing.assert_array_equal(params["bn0"]["scale"], 1.0)
+  flax_params = victim_lib.init_variables(
+      models.make_victim("convnet", input_shape=(9, 9, 3), num_classes=4,
+                         width=2), key)["params"]
+  assert float(jnp.max(jnp.abs(flax_params["head"]["bias"]))) == 0.0
+  with pytest.raises(ValueError, match="unknown init 'xavier'"):
+    models.make_victim("mlp", init="xavier")

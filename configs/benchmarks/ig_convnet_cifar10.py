@@ -24,6 +24,7 @@ def get_config(arg=None):
   config.data_dir = arg.data_dir
   config.image_size = 32
   config.width = arg.width
+  config.init = "torch"  # PyTorch's default init, as in the published runs.
   config.num_images = arg.num_images
   config.batch_size = 1  # Set per run from batch_sizes.
   config.batch_sizes = (1, 4)

@@ -20,7 +20,8 @@ def run(config, workdir):
     private = common.load_images(cfg)
     victim = models.make_victim(
         "convnet", input_shape=private.images.shape[1:],
-        num_classes=private.num_classes, width=config.width)
+        num_classes=private.num_classes, width=config.width,
+        init=config.get("init", "torch"))
     results[f"b{b}"] = common.attack_images(cfg, victim, gm.IG_DEFAULTS,
                                             private)
   return results

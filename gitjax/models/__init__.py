@@ -2,6 +2,7 @@
 
 import functools
 
+from gitjax.models import common
 from gitjax.models import convnet
 from gitjax.models import lenet
 from gitjax.models import mlp
@@ -19,10 +20,23 @@ MODELS = {
 
 
 def make_victim(name: str, **kwargs):
-  """Builds a registered victim; kwargs are the model's config fields."""
+  """Builds a registered victim; kwargs are the model's config fields.
+
+  ``init`` ("flax", the default, or "torch") picks how ``victim.init`` draws
+  the parameters: Flax's initializers, or PyTorch's defaults for Dense and
+  Conv layers (``common.torch_init``), which published attack numbers use.
+  """
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+  init = kwargs.pop("init", "flax")
+  if init not in common.INITS:
+    raise ValueError(f"unknown init {init!r} for model {name!r}; known: "
+                     f"{common.INITS}")
   try:
-    return MODELS[name](**kwargs)
+    victim = MODELS[name](**kwargs)
   except TypeError as e:
     raise ValueError(f"bad config for model {name!r}: {e}") from None
+  if init == "torch":
+    victim = victim._replace(init=common.torch_init(victim.init),
+                             config={**victim.config, "init": "torch"})
+  return victim
