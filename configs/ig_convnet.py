@@ -8,16 +8,18 @@ tensors, Adam lr 0.1 on signed gradients, x0.1 at 3/8, 5/8, 7/8 of the
 iterations, [0, 1] box, TV 1e-4, label by iDLG. Default: ConvNet width 64
 (breaching's 2.9M-parameter ConvNet), 4,000 iterations (the invertinggradients
 notebook's budget): a GPU-sized run. ``:cpu=True`` is the 2-core CPU budget
-(width 16, 500 iterations).
+(width 16, 2,000 iterations). Victims use PyTorch's default init
+(``init="torch"``; see BUILD_NOTES.md for why).
 
 Measured 2026-11-21, ``:cpu=True`` on the embedded photo (the astronaut),
-2-core CPU with one other job: 140 s wall (setup 11 s, attack 126 s at
-~4 iterations/s), label correct, PSNR 8.6 dB, SSIM 0.12, final cosine loss
-0.16: 500 iterations are far from IG's convergence, the picture is noise
-over the photo's colours. IG needs the GPU budget; the README's quick demo
-is DLG on LeNet (configs/dlg_lenet.py), which converges on a CPU.
+2-core CPU with one other job: 113 s wall (setup 19 s, attack 91 s at
+~22 iterations/s), label correct, PSNR 13.5 dB, SSIM 0.35, cosine loss
+~1e-3: the photo's layout is visible, its detail is not. With Flax's
+default init (``init=flax``) the same run stalls at loss ~0.15 and 8.5 dB.
+The README's quick demo is DLG on LeNet (configs/dlg_lenet.py), which
+converges on a CPU.
 
-Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``,
+Args: ``batch``, ``width``, ``iterations``, ``restarts``, ``tv``, ``lr``, ``init``,
 ``data_dir`` (CIFAR-10 zips instead of the embedded photos), ``cpu``,
 ``smoke`` (12x12 images, width 2, 4 iterations: for tests).
 """

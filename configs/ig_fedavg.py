@@ -9,9 +9,10 @@ difference; the attack unrolls the same steps on its trial images
 (``protocols.fedavg_update``) and differentiates through them. Labels are
 inferred from the update (rescaled to an average gradient). Default ConvNet
 width 64, 4,000 iterations (GPU-sized); ``:cpu=True`` width 8, 300
-iterations. Measured 2026-11-21, ``:cpu=True``, 2-core CPU with one other
-job: the 4 labels inferred from the update (accuracy 1.0), mean PSNR 8.1 dB,
-SSIM 0.03, 168 s wall (attack 141 s): a pipeline check, far from converged.
+iterations. Measured 2026-11-21, ``:cpu=True`` (PyTorch init), 2-core
+CPU with one other job: the 4 labels inferred from the update (accuracy
+1.0), mean PSNR 10.5 dB, SSIM 0.08, 131 s wall (attack 104 s): a pipeline
+check, far from converged (Flax init: 8.1 dB).
 Args as configs/ig_convnet.py plus
 ``lr``, ``epochs``, ``local_batch_size``.
 """
