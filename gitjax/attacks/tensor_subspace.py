@@ -40,7 +40,12 @@ def from_w_grad(gw, n, s):
   """Span from the leaked dL/dw [d, m]; unknown n at the largest ratio gap
   of its Gram spectrum (exactly rank N without noise)."""
   evals, evecs = jnp.linalg.eigh(tensor_moments.gram(gw, s["chunk_size"]))
-  mags = np.maximum(np.asarray(evals, np.float64)[::-1], 1e-30)
+  mags = np.asarray(evals, np.float64)[::-1]
+  # Eigenvalues at rounding level are all "zero": floor them at a relative
+  # tolerance, or two of them (say 3e-12 and a clipped 1e-30) make a fake gap
+  # larger than the true one.
+  floor = max(float(mags[0]), 1e-30) * 100 * float(jnp.finfo(evals.dtype).eps)
+  mags = np.maximum(mags, floor)
   if n is None:
     cap = min(len(mags) - 1, s["max_batch_size"])
     n = int(np.argmax(mags[:cap] / mags[1:cap + 1])) + 1
