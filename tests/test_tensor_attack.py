@@ -157,7 +157,14 @@ def test_w_grad_subspace_is_exact():
                       jax.random.key(0))
   assert rec.images.shape[0] == 3
   assert rec.info["subspace"]["order"] == "w_grad"
-  assert tensor.reconstruction_error(rec.images, x) < 1e-2
+  # The span is exact: every true example lies in the recovered span ...
+  q, _ = np.linalg.qr(np.asarray(rec.images, np.float64).T)  # [d, 3]
+  xs = np.asarray(x, np.float64)
+  inside = np.linalg.norm(xs @ q, axis=1) / np.linalg.norm(xs, axis=1)
+  assert np.all(inside > 0.999), inside
+  # ... while the directions within it still come from the m = 5,000
+  # moments (error ~0.01, depending on the decomposition's random draws).
+  assert tensor.reconstruction_error(rec.images, x) < 3e-2
 
 
 def test_relu_uses_fourth_order_and_identifies_sign_not_norm():
