@@ -41,3 +41,20 @@ def get(name: str) -> Any:
     raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
   module, fn = ATTACKS[name].split(":")
   return getattr(importlib.import_module(module), fn)
+
+
+def settings(config, defaults: dict, what: str) -> dict:
+  """``defaults`` updated with ``config`` (a ConfigDict, dict or None).
+
+  "name" (the registry key an experiment's ``attack`` field carries) is
+  always accepted, and kept only when ``defaults`` has it. Other unknown keys
+  raise ValueError naming them and the known ones.
+  """
+  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else config or {})
+  if "name" not in defaults:
+    cfg.pop("name", None)
+  unknown = sorted(set(cfg) - set(defaults))
+  if unknown:
+    raise ValueError(f"unknown {what} settings {unknown}; known: "
+                     f"{sorted(defaults)}")
+  return {**defaults, **cfg}

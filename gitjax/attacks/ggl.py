@@ -32,6 +32,7 @@ import optax
 from gitjax import defenses
 from gitjax import generators as gen_lib
 from gitjax import protocols
+from gitjax import attacks
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
 from gitjax.attacks import labels as labels_lib
@@ -63,35 +64,7 @@ DEFAULTS = dict(
 
 
 def _plain(config) -> dict:
-  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  unknown = set(c) - set(DEFAULTS)
-  if unknown:
-    raise ValueError(f"unknown ggl settings {sorted(unknown)}; known: "
-                     f"{sorted(DEFAULTS)}")
-  return {**DEFAULTS, **c}
-
-
-def infer_labels(leak, victim, method: str = "auto") -> tuple[jax.Array, str]:
-  """(labels [K * B], source): shared labels, else inferred from the leak.
-
-  Heavy pruning can zero the head's bias gradient, which breaks the
-  count-based methods; they then fall back to "bias_corrected" and, failing
-  that, to the head kernel's column sums (one label per example, ranked).
-  """
-  if leak.labels is not None:
-    return jnp.asarray(leak.labels), "shared"
-  n = leak.batch_size * leak.num_clients
-  for m in (method, "bias_corrected"):
-    try:
-      with np.errstate(invalid="ignore"):  # NaN counts are caught below.
-        ys = labels_lib.from_leak(leak, victim, m)
-    except (ValueError, FloatingPointError):
-      continue
-    if ys.shape == (n,):
-      return ys, m
-  kernel = jnp.asarray(leak.message["head"]["kernel"])  # [F, C]
-  order = jnp.argsort(jnp.sum(kernel, axis=0))  # Most negative first.
-  return jnp.resize(order, (n,)).astype(jnp.int32), "kernel_rank"
+  return attacks.settings(config, DEFAULTS, "ggl")
 
 
 # --------------------------------------------------- defense estimation ----
@@ -236,7 +209,8 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
     raise ValueError(
         f"generator makes images of shape {generator.image_shape} but the "
         f"victim takes {tuple(leak.input_shape)}")
-  ys, _ = infer_labels(leak, victim, cfg["label_method"])
+  ys, _ = labels_lib.from_leak_with_fallback(
+      leak, victim, cfg["label_method"])
   estimate = estimate_defense(leak.message, leak.defense,
                               cfg["detect_defense"])
   dist = objectives.distance(cfg["distance"])

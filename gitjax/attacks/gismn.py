@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from gitjax import generators as gen_lib
+from gitjax import attacks
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import matching
@@ -57,35 +58,7 @@ DEFAULTS = dict(
 
 
 def _plain(config) -> dict:
-  c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  unknown = set(c) - set(DEFAULTS)
-  if unknown:
-    raise ValueError(f"unknown gismn settings {sorted(unknown)}; known: "
-                     f"{sorted(DEFAULTS)}")
-  return {**DEFAULTS, **c}
-
-
-def infer_labels(leak, victim, method: str = "auto") -> tuple[jax.Array, str]:
-  """(labels [K * B], source): shared labels, else inferred from the leak.
-
-  Heavy pruning can zero the head's bias gradient, which breaks the
-  count-based methods; they then fall back to "bias_corrected" and, failing
-  that, to the head kernel's column sums (one label per example, ranked).
-  """
-  if leak.labels is not None:
-    return jnp.asarray(leak.labels), "shared"
-  n = leak.batch_size * leak.num_clients
-  for m in (method, "bias_corrected"):
-    try:
-      with np.errstate(invalid="ignore"):  # NaN counts are caught below.
-        ys = labels_lib.from_leak(leak, victim, m)
-    except (ValueError, FloatingPointError):
-      continue
-    if ys.shape == (n,):
-      return ys, m
-  kernel = jnp.asarray(leak.message["head"]["kernel"])  # [F, C]
-  order = jnp.argsort(jnp.sum(kernel, axis=0))  # Most negative first.
-  return jnp.resize(order, (n,)).astype(jnp.int32), "kernel_rank"
+  return attacks.settings(config, DEFAULTS, "gismn")
 
 
 class Render:
@@ -163,7 +136,8 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   steps = int(cfg["steps"])
   if steps < 1:
     raise ValueError(f"gismn steps must be >= 1; got {steps}")
-  ys, label_source = infer_labels(leak, victim, cfg["label_method"])
+  ys, label_source = labels_lib.from_leak_with_fallback(
+      leak, victim, cfg["label_method"])
   render = Render(generator, gen_vars, leak.mean, leak.std)
   settings = matching.make_settings(objective=cfg["distance"], tv=0.0,
                                     l2=0.0, box=False)

@@ -194,3 +194,28 @@ def from_leak(leak, victim, method: str = "auto",
                      "tell it (pass batch_size in the attack config)")
   n = b * leak.num_clients
   return infer(average_gradient(leak, b), n, victim, leak.variables, method)
+
+
+def from_leak_with_fallback(leak, victim, method: str = "auto"
+                            ) -> tuple[jax.Array, str]:
+  """(labels [K * B], source): shared labels, else inferred from the leak.
+
+  For attacks that must go on whatever the defense did to the head: when
+  ``method`` fails (raises, or gives the wrong count), "bias_corrected" is
+  tried, and failing that the head kernel's column sums (one label per
+  example, ranked). ``source`` names what was used.
+  """
+  if leak.labels is not None:
+    return jnp.asarray(leak.labels), "shared"
+  n = leak.batch_size * leak.num_clients
+  for m in (method, "bias_corrected"):
+    try:
+      with np.errstate(invalid="ignore"):  # NaN counts are caught below.
+        ys = from_leak(leak, victim, m)
+    except (ValueError, FloatingPointError):
+      continue
+    if ys.shape == (n,):
+      return ys, m
+  kernel = jnp.asarray(leak.message["head"]["kernel"])  # [F, C]
+  order = jnp.argsort(jnp.sum(kernel, axis=0))  # Most negative first.
+  return jnp.resize(order, (n,)).astype(jnp.int32), "kernel_rank"

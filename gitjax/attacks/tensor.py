@@ -81,13 +81,7 @@ class TensorResult(NamedTuple):
 
 def settings(config=None) -> dict:
   """DEFAULTS updated with ``config`` (ConfigDict or dict; "name" ignored)."""
-  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else config or {})
-  cfg.pop("name", None)
-  unknown = sorted(set(cfg) - set(DEFAULTS))
-  if unknown:
-    raise ValueError(f"unknown tensor attack settings {unknown}; known: "
-                     f"{sorted(DEFAULTS)}")
-  return {**DEFAULTS, **cfg}
+  return attacks.settings(config, DEFAULTS, "tensor attack")
 
 
 def plan_orders(act_name, order="auto", subspace="auto"):
