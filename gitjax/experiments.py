@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import scipy.optimize
 
 from gitjax import attacks
 from gitjax import data as data_lib
@@ -104,8 +103,11 @@ def attack_case(case: Case, attack_config, key) -> attacks.Reconstruction:
 
 def evaluate(rec: attacks.Reconstruction, case: Case, config) -> dict:
   """Scores a reconstruction against the ground truth, on [0, 1] pixels."""
+  return _score(rec, case, config, *_unit_images(rec, case))
+
+
+def _score(rec, case, config, x_hat, x, n_hat) -> dict:
   ev = _plain(config.eval)
-  x_hat, x, n_hat = _unit_images(rec, case)
   labels = None if case.victim.loss == "squared" else case.truth.labels
   result = metrics.score(
       x_hat, x, data_range=ev.get("data_range", 1.0),
@@ -116,13 +118,12 @@ def evaluate(rec: attacks.Reconstruction, case: Case, config) -> dict:
 
 
 def _unit_images(rec, case):
-  """Reconstructions and truth as [B, H, W, C] on [0, 1].
+  """Reconstructions and truth as [B, H, W, C] on [0, 1]; returns
+  (x_hat, x, B').
 
   An attack that estimates the batch size (the tensor attack without
-  ``tell_batch_size``) may return B' != B images: they are assigned to the
-  truth by minimum total MSE (rectangular Hungarian matching); true images
-  left without a reconstruction get a flat 0.5 image (scored as a miss),
-  extra reconstructions are dropped. Returns (x_hat, x, B').
+  ``tell_batch_size``) may return B' != B images: ``metrics.fit_to_batch``
+  assigns them to the truth by MSE (missing ones count as flat 0.5 images).
   """
   image_shape = _image_shape(case)
   x = leak_lib.to_unit_range(case.leak, case.truth.images)
@@ -134,17 +135,12 @@ def _unit_images(rec, case):
                      f"read as images of shape {image_shape}")
   x_hat = np.asarray(x_hat, np.float32).reshape((-1,) + image_shape)
   n_hat, b = x_hat.shape[0], x.shape[0]
-  if n_hat == b:
-    return x_hat, x, n_hat
-  cost = np.mean(np.square(x_hat.reshape(n_hat, 1, -1) -
-                           x.reshape(1, b, -1)), axis=-1)  # [B', B]
-  rows, cols = scipy.optimize.linear_sum_assignment(cost)
-  fitted = np.full_like(x, 0.5)
-  fitted[cols] = x_hat[rows]
-  logging.warning("The attack returned %d images for a batch of %d; scored "
-                  "after assigning them by MSE (missing ones count as flat "
-                  "0.5 images).", n_hat, b)
-  return fitted, x, n_hat
+  if n_hat != b:
+    logging.warning("The attack returned %d images for a batch of %d; scored "
+                    "after assigning them by MSE (missing ones count as flat "
+                    "0.5 images).", n_hat, b)
+    x_hat = metrics.fit_to_batch(x_hat, x)
+  return x_hat, x, n_hat
 
 
 def _image_shape(case: Case) -> tuple:
@@ -174,18 +170,18 @@ def run_attack(config: mlc.ConfigDict, workdir: str) -> dict:
   rec = attack_case(case, config.attack, jax.random.key(config.seed + 2))
   jax.block_until_ready(rec.images)
   t2 = time.time()
-  result = evaluate(rec, case, config)
+  x_hat, x, n_hat = _unit_images(rec, case)
+  result = _score(rec, case, config, x_hat, x, n_hat)
   result["attack_info"] = rec.info
   result["seconds"] = {"setup": t1 - t0, "attack": t2 - t1}
   report.write_json(workdir, "metrics.json", result)
-  _save_pictures(workdir, case, rec, result)
+  _save_pictures(workdir, x_hat, x, result)
   logging.info("Mean metrics: %s", json.dumps(result["mean"]))
   logging.info("Run directory: %s", os.path.abspath(workdir))
   return result
 
 
-def _save_pictures(workdir, case, rec, result):
-  x_hat, x, _ = _unit_images(rec, case)
+def _save_pictures(workdir, x_hat, x, result):
   perm = result.get("permutation")
   if perm is not None:
     x_hat = x_hat[np.asarray(perm)]

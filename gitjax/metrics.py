@@ -329,12 +329,34 @@ def match_batch(x_hat, x, cost: str = "mse", *, data_range: float = 1.0,
   """
   c = pairwise_cost(x_hat, x, cost, data_range=data_range,
                     lpips_net=lpips_net)
+  rows, cols = _assign(c)
+  return cols[np.argsort(rows)]
+
+
+def _assign(c):
+  """Hungarian (rows, cols) of a cost matrix, non-finite costs worst."""
   finite = np.isfinite(c)
   if not finite.all():
     worst = np.abs(c[finite]).max() if finite.any() else 0.0
     c = np.where(finite, c, 2.0 * worst + 1.0)
-  rows, cols = scipy.optimize.linear_sum_assignment(c)
-  return cols[np.argsort(rows)]
+  return scipy.optimize.linear_sum_assignment(c)
+
+
+def fit_to_batch(x_hat, x, fill: float = 0.5) -> np.ndarray:
+  """B' reconstructions [B', H, W, C] as B images aligned with x [B, ...].
+
+  For attacks that estimate the batch size: each true image gets the
+  reconstruction assigned to it by minimum total MSE (rectangular Hungarian
+  matching); true images left without one get a flat ``fill`` image (scored
+  as a miss), extra reconstructions are dropped.
+  """
+  check_images(x_hat[:1], x[:1])
+  rows, cols = _assign(np.asarray(
+      _pairwise_mse(jnp.asarray(x_hat, jnp.float32),
+                    jnp.asarray(x, jnp.float32)), np.float64))  # [B, B']
+  fitted = np.full(np.shape(x), fill, np.float32)
+  fitted[rows] = np.asarray(x_hat, np.float32)[cols]
+  return fitted
 
 
 def _floats(a) -> list[float]:

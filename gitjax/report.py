@@ -340,9 +340,7 @@ class Progress:
     try:
       for item in self._iterable:
         yield item
-        self.step += 1
-        self._bar.update(1)
-        self._maybe_log()
+        self.advance(1)
     finally:
       self.close()
 

@@ -199,3 +199,17 @@ def test_lpips_missing_package_message(monkeypatch):
   assert not metrics.lpips_available()
   with pytest.raises(ImportError, match=r"pip install gitjax\[lpips\]"):
     metrics.lpips(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 1)))
+
+
+def test_fit_to_batch_assigns_by_mse_and_fills_misses():
+  x = np.stack([np.full((4, 4, 1), v, np.float32) for v in (0.1, 0.5, 0.9)])
+  # Two reconstructions, in reverse order and slightly off: both assigned,
+  # the third true image gets the flat fill.
+  got = metrics.fit_to_batch(x[[2, 0]] + 0.01, x, fill=0.3)
+  np.testing.assert_allclose(got[[0, 2]], x[[0, 2]] + 0.01)
+  np.testing.assert_allclose(got[1], 0.3)
+  # More reconstructions than images: the best ones are kept, a NaN one lost.
+  extra = np.concatenate([np.full((1, 4, 4, 1), np.nan, np.float32), x[::-1]])
+  np.testing.assert_allclose(metrics.fit_to_batch(extra, x), x)
+  with pytest.raises(ValueError, match="same shape"):
+    metrics.fit_to_batch(np.zeros((2, 4, 5, 1)), x)
