@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from gitjax import victim as victim_lib
+from gitjax.models import common as models_common
 
 
 class LayerSpec(NamedTuple):
@@ -86,7 +87,7 @@ def victim_layers(victim: victim_lib.Victim) -> tuple[LayerSpec, ...]:
     out = next_fun(*args, **kwargs)
     m = context.module
     if context.method_name == "__call__" and isinstance(
-        m, (nn.Dense, nn.Conv, nn.BatchNorm)):
+        m, (nn.Dense, nn.Conv, models_common.Conv, nn.BatchNorm)):
       calls.append((m, tuple(m.scope.path), args[0].shape[1:],
                     out.shape[1:]))
     return out
@@ -120,12 +121,14 @@ def victim_layers(victim: victim_lib.Victim) -> tuple[LayerSpec, ...]:
       if isinstance(nxt, nn.BatchNorm) and "bias" in bn:
         bias_path = npath + ("bias",)
     conv = None
-    if isinstance(m, nn.Conv):
+    if isinstance(m, models_common.Conv):  # gitjax's victims' convolutions.
+      conv = _hashable((m.kernel_size, m.strides, m.padding, 1, 1, 1))
+    elif isinstance(m, nn.Conv):
       conv = _hashable((m.kernel_size, m.strides, m.padding, m.input_dilation,
                         m.kernel_dilation, m.feature_group_count))
-      if m.feature_group_count != 1:
-        raise ValueError(f"GIT does not support grouped convolutions "
-                         f"({'/'.join(path)})")
+    if conv is not None and conv[-1] != 1:
+      raise ValueError(f"GIT does not support grouped convolutions "
+                       f"({'/'.join(path)})")
     layers.append(LayerSpec(
         path=path, kind="conv" if conv else "dense",
         kernel_shape=tuple(node["kernel"].shape), bias_path=bias_path,

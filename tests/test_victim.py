@@ -130,3 +130,55 @@ def test_torch_init_redraws_dense_and_conv_like_pytorch(key):
   assert float(jnp.max(jnp.abs(flax_params["head"]["bias"]))) == 0.0
   with pytest.raises(ValueError, match="unknown init 'xavier'"):
     models.make_victim("mlp", init="xavier")
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [
+    ((3, 3), 1, 1), ((5, 5), 2, 2), ((1, 1), 2, 0), ((3, 3), 2, 0)])
+def test_im2col_conv_matches_xla_to_second_order(kernel, stride, padding,
+                                                 key):
+  """Same values, gradients and gradient-of-gradient-distance as lax."""
+  from gitjax.models import common
+  kx, kw, kt = jax.random.split(key, 3)
+  x = jax.random.normal(kx, (2, 9, 9, 3))
+  w = jax.random.normal(kw, kernel + (3, 4))
+
+  def xla(x, w):
+    return jax.lax.conv_general_dilated(
+        x, w, (stride, stride), [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def im2col(x, w):
+    return common.im2col_conv(x, w, stride, padding)
+
+  np.testing.assert_allclose(im2col(x, w), xla(x, w), atol=1e-5)
+  target = jax.random.normal(kt, xla(x, w).shape)
+
+  def matching_grad(conv):
+    def w_grad(x, w):  # The "leaked" weight gradient as a function of x.
+      return jax.grad(lambda w: jnp.sum(jnp.tanh(conv(x, w)) * target))(w)
+    return jax.grad(lambda x: jnp.sum(jnp.square(w_grad(x, w))))(x)
+
+  got, want = matching_grad(im2col), matching_grad(xla)
+  # float32 rounding, relative to the gradient's scale (it reaches ~1e3).
+  assert float(jnp.max(jnp.abs(got - want))) <= 1e-5 * float(
+      jnp.max(jnp.abs(want)))
+
+
+@pytest.mark.parametrize("name", ["lenet", "convnet", "resnet20"])
+def test_conv_implementation_changes_neither_parameters_nor_function(name,
+                                                                     key):
+  a = models.make_victim(name, conv="xla", **TINY[name])
+  b = models.make_victim(name, conv="im2col", **TINY[name])
+  assert a.config == b.config  # Not part of the model's identity.
+  va, vb = (victim_lib.init_variables(v, key) for v in (a, b))
+  jax.tree.map(np.testing.assert_array_equal, va, vb)
+  xs = jax.random.uniform(jax.random.fold_in(key, 1), (2,) + a.input_shape)
+  ys = jnp.array([0, 1])
+  np.testing.assert_allclose(a.apply(va, xs), b.apply(va, xs), atol=1e-5)
+  params, state = victim_lib.split(va)
+  ga = victim_lib.batch_grad(a, params, state, xs, ys)
+  gb = victim_lib.batch_grad(b, params, state, xs, ys)
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, atol=1e-5),
+               ga, gb)
+  with pytest.raises(ValueError, match="unknown conv implementation 'fft'"):
+    models.make_victim(name, conv="fft", **TINY[name])

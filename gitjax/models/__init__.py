@@ -25,6 +25,11 @@ def make_victim(name: str, **kwargs):
   ``init`` ("flax", the default, or "torch") picks how ``victim.init`` draws
   the parameters: Flax's initializers, or PyTorch's defaults for Dense and
   Conv layers (``common.torch_init``), which published attack numbers use.
+  The convolutional victims (lenet, convnet, resnet*) also take ``conv``:
+  "auto" (the default: "im2col" on CPU, "xla" elsewhere), "xla" or "im2col";
+  it changes how convolutions are computed, never the parameters or the
+  function (``common.Conv``), so it is not part of ``victim.config`` and a
+  leak made with one implementation is attacked with either.
   """
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")

@@ -1,5 +1,7 @@
 """Helpers shared by the victim definitions."""
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,76 @@ def uniform_init(scale: float):
 
 
 INITS = ("flax", "torch")
+CONV_IMPLS = ("auto", "xla", "im2col")
+
+
+def resolve_conv(impl: str) -> str:
+  """"auto" is "im2col" on the CPU backend and "xla" elsewhere."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"unknown conv implementation {impl!r}; known: "
+                     f"{CONV_IMPLS}")
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int,
+                padding: int) -> jax.Array:
+  """A 2-D convolution as one matrix product over shifted slices.
+
+  x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (Flax's HWIO). The kh*kw
+  strided slices of the zero-padded input are concatenated into patches
+  [B, Ho, Wo, kh*kw*Cin] and multiplied by the reshaped kernel. Its gradients
+  (and their gradients, as in gradient matching) are matrix products, pads
+  and slices; XLA:CPU runs them at several times the speed of its
+  convolution kernels (BUILD_NOTES.md).
+  """
+  kh, kw, _, cout = kernel.shape
+  p, s = padding, stride
+  xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+  ho = (x.shape[1] + 2 * p - kh) // s + 1
+  wo = (x.shape[2] + 2 * p - kw) // s + 1
+  cols = [xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
+          for i in range(kh) for j in range(kw)]
+  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  return patches @ kernel.reshape(-1, cout)
+
+
+class Conv(nn.Module):
+  """A square-stride, symmetric-padding 2-D convolution (NHWC).
+
+  The same parameters as ``flax.linen.Conv`` ("kernel" [kh, kw, Cin, Cout],
+  "bias" [Cout]) and the same default initializers, so a victim's parameter
+  tree and leaks do not depend on ``impl``: "xla" (``lax`` convolution) or
+  "im2col" (``im2col_conv``; faster on XLA:CPU).
+  """
+  features: int
+  kernel_size: tuple[int, int]
+  strides: int = 1
+  padding: int = 0
+  use_bias: bool = True
+  impl: str = "xla"
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x):
+    kh, kw = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init,
+                        (kh, kw, x.shape[-1], self.features))
+    x, kernel = nn.dtypes.promote_dtype(x, kernel)
+    if self.impl == "im2col":
+      y = im2col_conv(x, kernel, self.strides, self.padding)
+    elif self.impl == "xla":
+      p = self.padding
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (self.strides, self.strides), [(p, p), (p, p)],
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    else:
+      raise ValueError(f"unknown conv implementation {self.impl!r}")
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,))
+    return y
 
 
 def torch_init(init_fn):

@@ -18,12 +18,14 @@ class Model(nn.Module):
   width: int = 64
   activation: str = "relu"
   batch_norm: bool = True
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train=False):  # x: [B, H, W, C]
     act = common.activation(self.activation)
     for i, mult in enumerate(_WIDTHS):
-      x = nn.Conv(mult * self.width, (3, 3), padding=1, name=f"conv{i}")(x)
+      x = common.Conv(mult * self.width, (3, 3), padding=1, impl=self.conv,
+                      name=f"conv{i}")(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(x)
       x = act(x)
@@ -34,13 +36,14 @@ class Model(nn.Module):
 
 
 def make(input_shape=(32, 32, 3), num_classes=10, width=64,
-         activation="relu", batch_norm=True):
+         activation="relu", batch_norm=True, conv="auto"):
   if min(input_shape[:2]) < 9:
     raise ValueError(
         f"convnet needs images of at least 9x9 (two 3x3 poolings); got "
         f"{tuple(input_shape)}")
   common.activation(activation)  # Fails early on an unknown name.
-  module = Model(num_classes, width, activation, batch_norm)
+  conv = common.resolve_conv(conv)
+  module = Model(num_classes, width, activation, batch_norm, conv)
   config = dict(width=width, activation=activation, batch_norm=batch_norm)
   return common.from_linen("convnet", config, module, input_shape,
                            num_classes)

@@ -15,6 +15,7 @@ class Model(nn.Module):
   channels: int = 12
   activation: str = "sigmoid"
   uniform_init: float | None = 0.5  # None: Flax's default initializers.
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train=False):  # x: [B, H, W, C]
@@ -25,17 +26,18 @@ class Model(nn.Module):
       init = common.uniform_init(self.uniform_init)
       kw = dict(kernel_init=init, bias_init=init)
     for i, stride in enumerate((2, 2, 1)):
-      x = nn.Conv(self.channels, (5, 5), strides=stride, padding=2,
-                  name=f"conv{i}", **kw)(x)
+      x = common.Conv(self.channels, (5, 5), strides=stride, padding=2,
+                      impl=self.conv, name=f"conv{i}", **kw)(x)
       x = act(x)
     x = x.reshape((x.shape[0], -1))  # [B, F]
     return nn.Dense(self.num_classes, name="head", **kw)(x), x
 
 
 def make(input_shape=(32, 32, 3), num_classes=10, channels=12,
-         activation="sigmoid", uniform_init=0.5):
+         activation="sigmoid", uniform_init=0.5, conv="auto"):
   common.activation(activation)  # Fails early on an unknown name.
-  module = Model(num_classes, channels, activation, uniform_init)
+  conv = common.resolve_conv(conv)
+  module = Model(num_classes, channels, activation, uniform_init, conv)
   config = dict(channels=channels, activation=activation,
                 uniform_init=uniform_init)
   return common.from_linen("lenet", config, module, input_shape, num_classes)

@@ -18,20 +18,19 @@ class Block(nn.Module):
   features: int
   stride: int
   act: str
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train):
     act = common.activation(self.act)
     bn = functools.partial(nn.BatchNorm, use_running_average=not train)
-    y = nn.Conv(self.features, (3, 3), self.stride, padding=1,
-                use_bias=False, name="conv1")(x)
+    conv = functools.partial(common.Conv, use_bias=False, impl=self.conv)
+    y = conv(self.features, (3, 3), self.stride, padding=1, name="conv1")(x)
     y = act(bn(name="bn1")(y))
-    y = nn.Conv(self.features, (3, 3), padding=1, use_bias=False,
-                name="conv2")(y)
+    y = conv(self.features, (3, 3), padding=1, name="conv2")(y)
     y = bn(name="bn2")(y)
     if self.stride != 1 or x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1), self.stride, use_bias=False,
-                  name="shortcut_conv")(x)
+      x = conv(self.features, (1, 1), self.stride, name="shortcut_conv")(x)
       x = bn(name="shortcut_bn")(x)
     return act(x + y)
 
@@ -41,17 +40,18 @@ class Model(nn.Module):
   width: int
   num_classes: int = 10
   activation: str = "relu"
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train=False):  # x: [B, H, W, C]
     act = common.activation(self.activation)
-    x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False,
-                name="stem_conv")(x)
+    x = common.Conv(self.width, (3, 3), padding=1, use_bias=False,
+                    impl=self.conv, name="stem_conv")(x)
     x = act(nn.BatchNorm(use_running_average=not train, name="stem_bn")(x))
     for s, n in enumerate(self.stage_sizes):
       for b in range(n):
         stride = 2 if s > 0 and b == 0 else 1
-        x = Block(self.width * 2**s, stride, self.activation,
+        x = Block(self.width * 2**s, stride, self.activation, self.conv,
                   name=f"stage{s}_block{b}")(x, train)
     x = x.mean(axis=(1, 2))  # [B, F]
     return nn.Dense(self.num_classes, name="head")(x), x
@@ -62,9 +62,10 @@ _DEFAULT_WIDTH = {"resnet18": 64, "resnet20": 16}
 
 
 def make(name="resnet18", input_shape=(32, 32, 3), num_classes=10,
-         width=None, activation="relu"):
+         width=None, activation="relu", conv="auto"):
   width = width or _DEFAULT_WIDTH[name]
   common.activation(activation)  # Fails early on an unknown name.
-  module = Model(_STAGES[name], width, num_classes, activation)
+  conv = common.resolve_conv(conv)
+  module = Model(_STAGES[name], width, num_classes, activation, conv)
   config = dict(width=width, activation=activation)
   return common.from_linen(name, config, module, input_shape, num_classes)
