@@ -2,6 +2,8 @@
 
 import ml_collections as mlc
 
+from gitjax.errors import InputError
+
 
 def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   """Parses big_vision-style config args: ``configs/x.py:batch=4,smoke=True``.
@@ -16,20 +18,30 @@ def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
     if not item:
       continue
     if "=" not in item:
-      raise ValueError(f"config arg {item!r} is not key=value")
+      raise InputError(f"config arg {item!r} is not key=value; known: "
+                       f"{_known(defaults)}")
     k, v = item.split("=", 1)
     if k not in defaults:
-      raise ValueError(f"unknown config arg {k!r}; known: {sorted(defaults)}")
+      raise InputError(f"unknown config arg {k!r}; known: {_known(defaults)}")
     d = defaults[k]
     if isinstance(d, bool):
       if v not in ("True", "False", "true", "false", "1", "0"):
-        raise ValueError(f"config arg {k!r} must be a bool, got {v!r}")
+        raise InputError(f"config arg {k!r} must be a bool (True/False), got "
+                         f"{v!r}")
       out[k] = v in ("True", "true", "1")
     elif d is None:
       out[k] = v
     else:
-      out[k] = type(d)(v)
+      try:
+        out[k] = type(d)(v)
+      except ValueError:
+        raise InputError(f"config arg {k!r} must be {type(d).__name__} "
+                         f"(default {d!r}), got {v!r}") from None
   return out
+
+
+def _known(defaults) -> str:
+  return ", ".join(f"{k}={v!r}" for k, v in sorted(defaults.items()))
 
 
 def base_config() -> mlc.ConfigDict:
@@ -45,9 +57,9 @@ def base_config() -> mlc.ConfigDict:
   config.victim_seed = 0
   config.leak = dict(protocol="fedsgd", protocol_config={}, defense=[],
                      labels_shared=False, defense_known=True,
-                     discrepancy=None, tell_batch_size=True)
+                     discrepancy=None, tell_batch_size=True,
+                     if_empty="warn")  # "refuse": stop on an empty message.
   config.attack = dict(name="ig")
   config.eval = dict(data_range=1.0,
                      lpips_net=mlc.config_dict.placeholder(str))
-  config.overwrite = False
   return config

@@ -61,6 +61,9 @@ def get_config(arg=None):
     config.attack.bo_candidates = 500
     config.attack.log_every = 10
   if arg.smoke:
+    # Embedded 8x8 photos: the smoke priors' size; no data download.
+    config.data.update(name="embedded", data_dir=None, image_size=8)
+    config.data.options = {}
     config.victim.width = 2
     config.attack.budget = 2
     config.attack.population = 4

@@ -44,6 +44,8 @@ def get_config(arg=None):
     config.attack.steps = 300
     config.attack.log_every = 50
   if arg.smoke:
+    # Embedded 8x8 photos: the smoke priors' size; no data download.
+    config.data.update(name="embedded", data_dir=None, image_size=8)
     config.victim.width = 2
     config.attack.steps = 3
     config.eval.lpips_net = None

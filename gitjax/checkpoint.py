@@ -7,6 +7,7 @@ again resumes where it stopped.
 """
 
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -49,11 +50,11 @@ class Checkpointer:
       restored = self._mngr.restore(
           step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # Orbax raises many types; re-raise one.
+      detail = " ".join(str(e).split())[:300]
       raise CheckpointError(
           f"cannot restore checkpoint step {step} from {self.directory}: it "
           f"is corrupt or was written by a different model/config "
-          f"({type(e).__name__}: {str(e)[:300]}). Use another workdir or "
-          "remove it deliberately; it was not modified.") from e
+          f"({type(e).__name__}: {detail}); it was not modified") from e
     want = jax.tree.structure(abstract)
     if jax.tree.structure(restored) != want:
       raise CheckpointError(
@@ -67,12 +68,66 @@ class Checkpointer:
             "modified.")
     return restored
 
-  def restore_or(self, init_state):
-    """(state, step): the latest checkpoint, or (init_state, 0) if none."""
+  def all_steps(self) -> list[int]:
+    return sorted(self._mngr.all_steps())
+
+  def restore_or(self, init_state, *, resume: str = "latest"):
+    """(state, step): the latest checkpoint, or (init_state, 0) if none.
+
+    Args:
+      init_state: the state to restore into (and to return when there is no
+        checkpoint).
+      resume: "latest" (a corrupt latest checkpoint is an error that names
+        the newest intact step) or "intact" (resume from the newest intact
+        step; the newer, corrupt ones are moved to
+        ``<directory>_corrupt/<step>``, never deleted).
+
+    Raises:
+      CheckpointError: the latest checkpoint cannot be restored and
+        ``resume`` is "latest", or no checkpoint can be restored.
+    """
+    if resume not in ("latest", "intact"):
+      raise ValueError(f"resume must be 'latest' or 'intact', got {resume!r}")
     step = self.latest_step()
     if step is None:
       return init_state, 0
-    return self.restore(step, init_state), step
+    try:
+      return self.restore(step, init_state), step
+    except CheckpointError as e:
+      bad, intact = [step], None
+      for s in reversed(self.all_steps()):
+        if s >= step:
+          continue
+        try:
+          state = self.restore(s, init_state)
+          intact = s
+          break
+        except CheckpointError:
+          bad.append(s)
+      if intact is None:
+        raise CheckpointError(f"{e}; no earlier checkpoint is intact "
+                              f"either (steps {sorted(bad)})") from e
+      if resume == "latest":
+        raise CheckpointError(
+            f"{e}. Step {intact} is intact: start again with "
+            "--resume_intact (resume=\"intact\") to resume from it; the "
+            f"corrupt steps {sorted(bad)} are then moved to "
+            f"{self.directory}_corrupt") from e
+      self._move_aside(bad)
+      return state, intact
+
+  def _move_aside(self, steps) -> None:
+    """Moves step folders to ``<directory>_corrupt/`` and reloads."""
+    self._mngr.wait_until_finished()
+    aside = self.directory + "_corrupt"
+    os.makedirs(aside, exist_ok=True)
+    for s in steps:
+      src = os.path.join(self.directory, str(s))
+      dst = os.path.join(aside, str(s))
+      while os.path.exists(dst):
+        dst += "_again"
+      shutil.move(src, dst)
+    self._mngr.reload()
 
   def wait(self):
     self._mngr.wait_until_finished()

@@ -23,7 +23,11 @@ from gitjax import leak as leak_lib
 from gitjax import metrics
 from gitjax import models
 from gitjax import report
+from gitjax import rundir
+from gitjax import validate
 from gitjax import victim as victim_lib
+from gitjax.errors import EmptyLeakError
+from gitjax.errors import InputError
 
 BENCHMARKS = (
     "per_example_grads", "dlg_lenet_cifar10", "ig_convnet_cifar10",
@@ -66,6 +70,7 @@ def make_case(config, dataset: data_lib.Dataset | None = None) -> Case:
   """Samples the private batch, builds the victim, and simulates the leak."""
   d = _plain(config.data)
   dataset = dataset if dataset is not None else load_data(d)
+  validate.check_data(config, dataset)
   n = d.get("batch_size", 1) * d.get("num_clients", 1)
   if d.get("index"):
     private = data_lib.subset(dataset, list(d["index"])[:n])
@@ -74,6 +79,7 @@ def make_case(config, dataset: data_lib.Dataset | None = None) -> Case:
         dataset, n, config.seed, classes=d.get("classes"),
         distinct_labels=d.get("distinct_labels", False))
   victim = make_victim(config, dataset)
+  validate.check_victim_input(victim)
   variables = victim_lib.init_variables(victim,
                                         jax.random.key(config.victim_seed))
   mean, std = tuple(d.get("mean", (0.0,))), tuple(d.get("std", (1.0,)))
@@ -150,34 +156,56 @@ def _image_shape(case: Case) -> tuple:
   return tuple(case.dataset.images.shape[1:])
 
 
+def check_leak(leak: leak_lib.Leak, if_empty: str = "warn") -> dict:
+  """``leak.message_status``; logs a warning (or refuses) if it is empty."""
+  status = leak_lib.message_status(leak)
+  if status["empty"]:
+    msg = (f"the leaked message carries nothing: all {status['entries']} "
+           f"entries are zero ({status['zero']}) or non-finite "
+           f"({status['nonfinite']}), e.g. a defense removed everything; a "
+           "reconstruction from it is the attack's own starting point")
+    if if_empty == "refuse":
+      raise EmptyLeakError(msg + " (config.leak.if_empty='refuse')")
+    logging.warning("%s", msg)
+    status["warning"] = msg
+  return status
+
+
 def run_attack(config: mlc.ConfigDict, workdir: str) -> dict:
   """Runs one attack and writes its run directory.
 
+  Checks the config first (``validate.check_experiment``) and opens the
+  workdir with ``rundir.open_run`` (a finished run is returned, not redone).
   Writes ``config.json``, ``metrics.json`` (per image and mean: psnr, ssim,
-  mse, label_accuracy, ...), ``grid.png`` (ground truth over reconstruction)
-  and ``log.txt`` into ``workdir``. Returns the metrics.
+  mse, label_accuracy, ..., and ``leak``: the message's zero/non-finite
+  counts, with a warning when it carries nothing), ``grid.png`` (ground
+  truth over reconstruction) and ``log.txt`` into ``workdir``. Returns the
+  metrics.
   """
-  report.prepare_workdir(workdir, overwrite=config.get("overwrite", False))
-  report.setup_logging(workdir)
-  report.write_json(workdir, "config.json", config.to_dict())
+  validate.check_experiment(config)
+  run = rundir.open_run(workdir, config, "attack")
+  if run.finished is not None:
+    return run.finished
   logging.info("Config:\n%s", config)
   t0 = time.time()
   case = make_case(config)
   logging.info("Leak: model=%s protocol=%s B=%s clients=%d defense=%s",
                case.leak.model, case.leak.protocol, case.leak.batch_size,
                case.leak.num_clients, case.leak.defense)
+  status = check_leak(case.leak, _plain(config.leak).get("if_empty", "warn"))
   t1 = time.time()
   rec = attack_case(case, config.attack, jax.random.key(config.seed + 2))
   jax.block_until_ready(rec.images)
   t2 = time.time()
   x_hat, x, n_hat = _unit_images(rec, case)
   result = _score(rec, case, config, x_hat, x, n_hat)
+  result["leak"] = status
   result["attack_info"] = rec.info
   result["seconds"] = {"setup": t1 - t0, "attack": t2 - t1}
-  report.write_json(workdir, "metrics.json", result)
-  _save_pictures(workdir, x_hat, x, result)
+  _save_pictures(run.path, x_hat, x, result)
+  run.finish(result)  # Last: metrics.json marks the run finished.
   logging.info("Mean metrics: %s", json.dumps(result["mean"]))
-  logging.info("Run directory: %s", os.path.abspath(workdir))
+  logging.info("Run directory: %s", run.path)
   return result
 
 
@@ -193,23 +221,29 @@ def _save_pictures(workdir, x_hat, x, result):
 
 
 def run_benchmark(config: mlc.ConfigDict, workdir: str) -> dict:
-  """Runs ``gitjax.benchmarks.<config.benchmark>`` and writes results.json."""
-  name = config.benchmark
+  """Runs ``gitjax.benchmarks.<config.benchmark>`` and writes results.json.
+
+  The workdir is opened with ``rundir.open_run``: a finished benchmark is
+  returned as stored, never run again over its results.
+  """
+  name = config.get("benchmark")
   if name not in BENCHMARKS:
-    raise ValueError(f"unknown benchmark {name!r}; known: {BENCHMARKS}")
-  os.makedirs(workdir, exist_ok=True)
-  report.setup_logging(workdir)
-  report.write_json(workdir, "config.json", config.to_dict())
+    raise InputError(f"config.benchmark: unknown benchmark {name!r}; known: "
+                     f"{list(BENCHMARKS)}")
+  if "attack" in config and config.attack.get("name") is not None:
+    validate.check_attack(config.attack)
+  run = rundir.open_run(workdir, config, "benchmark")
+  if run.finished is not None:
+    return run.finished
   module = importlib.import_module(f"gitjax.benchmarks.{name}")
   t0 = time.time()
-  results = module.run(config, workdir)
+  results = module.run(config, run.path)
   results.setdefault("benchmark", name)
   results.setdefault("wall_seconds", time.time() - t0)
   results.setdefault("date", time.strftime("%Y-%m-%d"))
   results.setdefault("device", device_description())
-  report.write_json(workdir, "results.json", results)
-  logging.info("Results written to %s", os.path.join(workdir,
-                                                     "results.json"))
+  run.finish(results)
+  logging.info("Results written to %s", run.file(run.final_file))
   return results
 
 

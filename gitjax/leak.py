@@ -194,3 +194,18 @@ def validate(leak: Leak, victim) -> None:
       lambda: victim_lib.init_variables(victim, jax.random.key(0)))["params"]
   victim_lib.check_message(expected, leak.params, "attacker's parameters")
   victim_lib.check_message(leak.params, leak.message, "leaked message")
+
+
+def message_status(leak: Leak) -> dict:
+  """How much the message carries: counts of zero and non-finite entries.
+
+  ``empty`` is True when every entry is zero or non-finite: such a message
+  (e.g. pruning at rate 0.9999 zeroes every tensor) carries nothing, and any
+  "reconstruction" from it is the attack's own start.
+  """
+  leaves = [jnp.asarray(l) for l in jax.tree.leaves(leak.message)]
+  total = int(sum(l.size for l in leaves))
+  zeros = int(sum(int(jnp.sum(l == 0)) for l in leaves))
+  nonfinite = int(sum(int(jnp.sum(~jnp.isfinite(l))) for l in leaves))
+  return dict(entries=total, zero=zeros, nonfinite=nonfinite,
+              empty=total == 0 or zeros + nonfinite == total)

@@ -10,16 +10,16 @@ number" (a diverged reconstruction gives NaN; PSNR is capped, see
 ``gitjax.metrics``). Arrays become lists, tuples lists, numpy scalars Python
 numbers, ConfigDicts dicts; any other object is written as its ``str``.
 
-``prepare_workdir`` refuses a workdir that already holds ``metrics.json``, so
-a finished run's results are never overwritten. Training runs that resume
-from checkpoints write into their own workdir without calling it (or call
-it with ``overwrite=True``).
+Which files a run may write, and when, is decided by ``gitjax.rundir``
+(config checks before any write, finished runs never modified); this module
+only writes them.
 
 Figures use matplotlib's object API (``matplotlib.figure.Figure``, saved by
 the Agg canvas); pyplot and the global backend are never touched.
 """
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -40,24 +40,6 @@ import tqdm
 METRICS = "metrics.json"
 CONFIG = "config.json"
 LOG = "log.txt"
-
-
-def prepare_workdir(workdir: str | os.PathLike, overwrite: bool = False
-                    ) -> str:
-  """Creates workdir; refuses one whose metrics.json exists.
-
-  Raises:
-    FileExistsError: naming ``<workdir>/metrics.json`` if it exists and
-      ``overwrite`` is False.
-  """
-  workdir = os.path.abspath(os.fspath(workdir))
-  path = os.path.join(workdir, METRICS)
-  if os.path.exists(path) and not overwrite:
-    raise FileExistsError(
-        f"{path} already exists: this workdir holds a finished run. Use "
-        "another workdir, or overwrite=True to replace its results.")
-  os.makedirs(workdir, exist_ok=True)
-  return workdir
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -84,14 +66,15 @@ def to_jsonable(obj: Any) -> Any:
   return str(obj)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes data to path atomically (a temporary file, then os.replace)."""
   directory = os.path.dirname(path) or "."
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
                              suffix=os.path.basename(path))
   try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -101,6 +84,20 @@ def _write_atomic(path: str, text: str) -> None:
     raise
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes text (UTF-8) to path atomically."""
+  write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> str:
+  """Renders a figure to PNG in memory, then writes it atomically."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", **kwargs)
+  path = os.fspath(path)
+  write_bytes(path, buf.getvalue())
+  return path
+
+
 def write_json(workdir: str | os.PathLike, name: str, obj: Any) -> str:
   """Writes obj as strict JSON to ``<workdir>/<name>`` atomically.
 
@@ -108,7 +105,7 @@ def write_json(workdir: str | os.PathLike, name: str, obj: Any) -> str:
   """
   path = os.path.join(os.fspath(workdir), name)
   text = json_dumps(obj)
-  _write_atomic(path, text + "\n")
+  write_text(path, text + "\n")
   return path
 
 
@@ -126,7 +123,7 @@ def write_config(workdir: str | os.PathLike, config: Any) -> str:
   """Writes config.json and config.txt (the ConfigDict's own str)."""
   text = str(config) if hasattr(config, "to_dict") else pprint.pformat(
       to_jsonable(config), sort_dicts=False)
-  _write_atomic(os.path.join(os.fspath(workdir), "config.txt"), text + "\n")
+  write_text(os.path.join(os.fspath(workdir), "config.txt"), text + "\n")
   return write_json(workdir, CONFIG, config)
 
 
@@ -213,10 +210,7 @@ def save_grid(path: str | os.PathLike, rows: Sequence[Any],
     if row_titles:
       fig.text(4 / width, 1 - (top + cell_h / 2) / height, row_titles[r],
                fontsize=8, va="center", ha="left")
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, dpi=dpi, format="png")
-  return path
+  return save_figure(fig, path, dpi=dpi)
 
 
 def plot_curves(path: str | os.PathLike, x: Sequence[float] | None,
@@ -251,10 +245,7 @@ def plot_curves(path: str | os.PathLike, x: Sequence[float] | None,
   if len(curves) > 1:
     ax.legend()
   fig.tight_layout()
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fig.savefig(path, format="png")
-  return path
+  return save_figure(fig, path)
 
 
 def setup_logging(workdir: str | os.PathLike,
@@ -283,6 +274,15 @@ def setup_logging(workdir: str | os.PathLike,
   if root.level > level or root.level == logging.NOTSET:
     root.setLevel(level)
   return handler
+
+
+def close_log() -> None:
+  """Detaches (and closes) the gitjax log file handler, if any."""
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    if getattr(handler, "_gitjax_log", False):
+      root.removeHandler(handler)
+      handler.close()
 
 
 def _fmt(v) -> str:

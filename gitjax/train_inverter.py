@@ -24,7 +24,6 @@ Workdir layout: ``config.json`` (the run's config), ``checkpoints/<step>/``,
 
 import functools
 import itertools
-import json
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from gitjax import leak as leak_lib
 from gitjax import models
 from gitjax import parallel
 from gitjax import report
+from gitjax import rundir
 from gitjax import victim as victim_lib
 
 METRICS_LOG = "metrics.jsonl"
@@ -439,64 +439,9 @@ def psnr_from_mse(mse) -> float:
 # The run.
 
 
-def _config_dict(config) -> dict:
-  return json.loads(report.json_dumps(config))
-
-
-def _check_config(workdir: str, config, has_checkpoint: bool) -> None:
-  """Refuses to resume a workdir written by a different config."""
-  path = os.path.join(workdir, report.CONFIG)
-  if not os.path.exists(path):
-    return
-  old = report.read_json(workdir, report.CONFIG)
-  new = _config_dict(config)
-  diffs = []
-
-  def walk(a, b, prefix):
-    for k in sorted(set(a) | set(b)):
-      name = f"{prefix}{k}"
-      if k in RESUMABLE_FIELDS and not prefix:
-        continue
-      va, vb = a.get(k, "<missing>"), b.get(k, "<missing>")
-      if isinstance(va, dict) and isinstance(vb, dict):
-        walk(va, vb, name + ".")
-      elif va != vb:
-        diffs.append(f"{name}: {va!r} -> {vb!r}")
-
-  walk(old, new, "")
-  if diffs and has_checkpoint:
-    raise ValueError(
-        f"workdir {workdir} holds a run with a different config "
-        f"({'; '.join(diffs[:5])}); its checkpoints were not touched. Use "
-        "another workdir, or remove this one deliberately.")
-  if diffs:
-    logging.warning("workdir %s had no checkpoint; replacing its config "
-                    "(%s)", workdir, "; ".join(diffs[:5]))
-
-
-def _truncate_log(path: str, step: int) -> None:
-  """Drops log lines after ``step`` (a resumed run logs them again)."""
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    lines = [l for l in f if l.strip()]
-  keep = [l for l in lines if json.loads(l).get("step", 0) <= step]
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(keep)
-
-
 def read_metrics(workdir) -> list[dict]:
   """The records of ``<workdir>/metrics.jsonl``, in order."""
-  path = os.path.join(os.fspath(workdir), METRICS_LOG)
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(l) for l in f if l.strip()]
-
-
-def _log_metrics(path: str, record: dict) -> None:
-  if jax.process_index() != 0:
-    return
-  with open(path, "a", encoding="utf-8") as f:
-    f.write(json.dumps(report.to_jsonable(record), allow_nan=False) + "\n")
+  return rundir.read_jsonl(os.path.join(os.fspath(workdir), METRICS_LOG))
 
 
 def _state_dict(state: TrainState) -> dict:
@@ -524,21 +469,29 @@ def prepare_data(config, setup_fn=make_setup):
 
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
-                       stop_at: int | None = None) -> dict:
+                       stop_at: int | None = None,
+                       resume: str = "latest") -> dict:
   """Trains the inverter of ``config`` in ``workdir`` (resuming if possible).
 
   Args:
     config: see ``configs/git_lenet.py``.
-    workdir: run directory; an existing run of the same config resumes.
+    workdir: run directory (``rundir.open_run``): an unfinished run of the
+      same config resumes; a finished one is returned as stored, unchanged;
+      a different config is refused before anything is written.
     stop_at: stop after this step without finishing, as if killed (for
       tests and time-boxed runs); the latest checkpoint policy still applies.
+    resume: "latest", or "intact" to resume from the newest intact
+      checkpoint when the latest is corrupt (``Checkpointer.restore_or``).
 
   Returns:
     Final metrics: step, train loss, eval MSE/PSNR, examples per second.
   """
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  report.setup_logging(workdir)
+  run = rundir.open_run(workdir, config, "train_inverter",
+                        mutable=RESUMABLE_FIELDS,
+                        log=jax.process_index() == 0)
+  if run.finished is not None:
+    return run.finished
+  workdir = run.path
   setup, train, ev = prepare_data(config)
   t_cfg = _plain(config.train)
   num_steps = int(t_cfg["num_steps"])
@@ -555,20 +508,16 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
   ckpt = checkpoint.Checkpointer(ckpt_dir, every=config.checkpoint_every,
                                  keep=config.get("keep", 2))
   try:
-    _check_config(workdir, config, ckpt.latest_step() is not None)
     init = init_state(setup, config.seed)
     with jax.set_mesh(mesh):
       init = parallel.put_replicated(mesh, init)
-      restored, start = ckpt.restore_or(_state_dict(init))
+      restored, start = ckpt.restore_or(_state_dict(init), resume=resume)
       state = TrainState(**restored)
       if jax.process_index() == 0:
-        report.write_config(workdir, config)
-        report.write_json(workdir, RUN_INFO, dict(
+        run.write_json(RUN_INFO, dict(
             image_shape=setup.image_shape, num_classes=setup.num_classes,
             train_images=len(train.labels), train_data=train.name))
-      log_path = os.path.join(workdir, METRICS_LOG)
-      if jax.process_index() == 0:
-        _truncate_log(log_path, start)
+        run.trim_jsonl(METRICS_LOG, start)
       if start:
         logging.info("Resumed from step %d of %s", start, ckpt_dir)
       data = parallel.put_replicated(
@@ -582,12 +531,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
       ev_x = jnp.asarray(ev.images).reshape(
           (-1, b) + tuple(ev.images.shape[1:]))
       result = _loop(config, setup, state, start, num_steps, stop_at,
-                     step_fn, data, ckpt, log_path,
+                     step_fn, data, ckpt, run,
                      lambda p: evaluate(p, ev_msgs, ev_labels, ev_x)[0], n)
   finally:
     ckpt.close()
   if result.get("finished") and jax.process_index() == 0:
-    report.write_json(workdir, report.METRICS, result)
+    run.finish(result)
   return result
 
 
@@ -602,7 +551,7 @@ def _check_finite(metrics, step) -> dict:
 
 
 def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
-          ckpt, log_path, eval_fn, n):
+          ckpt, run, eval_fn, n):
   """The training loop proper (logging, evaluation, checkpoints)."""
   images_per_step = n * setup.leak.batch_size
   log_every = int(config.get("log_every", 50))
@@ -637,7 +586,8 @@ def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
         record["eval_mse"] = float(jnp.mean(errs))
         record["eval_psnr"] = psnr_from_mse(errs)
         t_aside += time.time() - t_eval  # Not training time.
-      _log_metrics(log_path, record)
+      if jax.process_index() == 0:
+        run.append_jsonl(METRICS_LOG, record)
       logging.info(
           "step %d/%d loss %.5f%s | %.1f examples/s, ETA %s s", done,
           num_steps, metrics["loss"],

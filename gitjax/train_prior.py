@@ -38,6 +38,13 @@ from gitjax import checkpoint as ckpt_lib
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
 from gitjax import report
+from gitjax import rundir
+
+
+METRICS_LOG = "metrics.jsonl"
+# Config fields that may change when an unfinished run is resumed.
+MUTABLE = ("log_every", "sample_every", "checkpoint_every",
+           "keep_checkpoints", "max_minutes", "progress")
 
 
 class Models(NamedTuple):
@@ -212,14 +219,24 @@ def _save_samples(workdir, name, images):
 
 
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
-                       dataset: data_lib.Dataset | None = None) -> dict:
+                       dataset: data_lib.Dataset | None = None, *,
+                       resume: str = "latest",
+                       stop_at: int | None = None) -> dict:
   """Trains (or resumes) a generator; returns the final metrics.
 
-  ``dataset`` (images in [0, 1]) replaces ``config.data`` when given.
+  ``dataset`` (images in [0, 1]) replaces ``config.data`` when given. The
+  workdir is opened with ``rundir.open_run``: a different config is refused
+  before anything is written, and a finished run (``final.json``, written
+  once ``config.steps`` are done) is returned as stored. A run stopped by
+  ``max_minutes`` writes ``latest.json`` instead and resumes when started
+  again. ``resume="intact"`` resumes from the newest intact checkpoint when
+  the latest is corrupt. ``stop_at`` stops after that step as if killed
+  (for tests).
   """
-  os.makedirs(workdir, exist_ok=True)
-  report.setup_logging(workdir)
-  report.write_json(workdir, "config.json", config.to_dict())
+  run = rundir.open_run(workdir, config, "train_prior", mutable=MUTABLE)
+  if run.finished is not None:
+    return run.finished
+  workdir = run.path
   models = make_models(config)
   ds = dataset if dataset is not None else load_data(config)
   _check(config, ds, models.gen)
@@ -231,7 +248,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                every=config.checkpoint_every,
                                keep=config.keep_checkpoints)
-  state, start = ckpt.restore_or(create_train_state(models, k_init))
+  state, start = ckpt.restore_or(create_train_state(models, k_init),
+                                 resume=resume)
+  run.trim_jsonl(METRICS_LOG, start)
   if start:
     logging.info("Resumed from step %d in %s", start, workdir)
   z_fixed = jax.random.normal(k_fixed, (64, models.gen.latent_dim))
@@ -239,8 +258,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
                               (config.coverage_samples,
                                models.gen.latent_dim))
   t0 = time.time()
-  metrics, history = {}, []
-  bar = report.progress(range(start, config.steps), "train_prior",
+  metrics, history = {}, run.read_jsonl(METRICS_LOG) if start else []
+  end = config.steps if stop_at is None else min(stop_at, config.steps)
+  bar = report.progress(range(start, end), "train_prior",
                         log_every=config.log_every,
                         disable=not config.get("progress", True))
   with bar:
@@ -258,8 +278,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
                                                z_cover, holdout))
         m["step"], m["seconds"] = done, time.time() - t0
         history.append(m)
-        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-          f.write(json.dumps(m) + "\n")
+        run.append_jsonl(METRICS_LOG, m)
         if not all(np.isfinite(v) for v in m.values()):
           raise FloatingPointError(f"training diverged at step {done}: {m}")
       if config.sample_every and done % config.sample_every == 0:
@@ -288,8 +307,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
       "seconds": time.time() - t0,
       **({k: float(v) for k, v in metrics.items()}),
   }
-  report.write_json(workdir, "final.json", final)
-  logging.info("Final: %s", final)
+  if final["step"] == config.steps:
+    run.finish(final)
+  else:
+    run.write_json("latest.json", final)
+  logging.info("%s: %s", "Final" if final["step"] == config.steps
+               else "Stopped early", final)
   return final
 
 

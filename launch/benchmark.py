@@ -2,26 +2,13 @@
 
 python -m launch.benchmark --config=configs/benchmarks/per_example_grads.py \
     --workdir=/tmp/bench
+A finished benchmark's workdir is never written again (gitjax/rundir.py).
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
 from gitjax import experiments
+from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Benchmark config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.",
-                               required=True)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError("Too many command-line arguments.")
-  experiments.run_benchmark(_CONFIG.value, _WORKDIR.value)
-
+_FLAGS = common.define_flags("Benchmark config file.")
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  common.run(experiments.run_benchmark, _FLAGS)

@@ -11,6 +11,7 @@ import pytest
 from configs import common
 from gitjax import attacks
 from gitjax import experiments
+from gitjax.errors import InputError
 
 
 def _tiny_config():
@@ -66,9 +67,19 @@ def test_run_attack_writes_run_directory(tmp_path, monkeypatch):
   assert set(saved["mean"]) >= {"psnr", "ssim", "mse"}
   assert len(saved["per_image"]["psnr"]) == 2
   assert saved["label_accuracy"] == result["label_accuracy"]
-  # A finished run is never overwritten.
-  with pytest.raises(FileExistsError, match="metrics.json"):
-    experiments.run_attack(config, workdir)
+  # A finished run is never modified: run again, it returns what it stored.
+  before = _snapshot(workdir)
+  assert experiments.run_attack(config, workdir) == saved
+  assert _snapshot(workdir) == before
+
+
+def _snapshot(workdir):
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for f in files:
+      with open(os.path.join(root, f), "rb") as fh:
+        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
+  return out
 
 
 def test_unknown_names_are_clear_errors(tmp_path):
@@ -101,3 +112,12 @@ def test_per_example_grads_benchmark_smoke(tmp_path):
   assert results["lenet"]["vmap_examples_per_s"] > 0
   assert os.path.exists(tmp_path / "results.json")
   np.testing.assert_array_less(0, results["lenet"]["loop_examples_per_s"])
+  # Run twice: the first results.json is kept byte for byte.
+  before = _snapshot(str(tmp_path))
+  assert experiments.run_benchmark(config, str(tmp_path)) == json.loads(
+      before["results.json"])
+  assert _snapshot(str(tmp_path)) == before
+  config.repeats = config.repeats + 1  # A different config is refused.
+  with pytest.raises(InputError, match="different config .*repeats"):
+    experiments.run_benchmark(config, str(tmp_path))
+  assert _snapshot(str(tmp_path)) == before

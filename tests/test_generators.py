@@ -13,6 +13,7 @@ from configs import prior_style_cifar10
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
 from gitjax import train_prior
+from gitjax.errors import InputError
 
 
 @pytest.mark.parametrize("size", [8, 16])
@@ -128,8 +129,10 @@ def test_resume_is_identical(tmp_path):
   ds = _pattern_dataset()
   config = _tiny_config("dcgan", steps=4)
   train_prior.train_and_evaluate(config, str(tmp_path / "straight"), ds)
-  config2 = _tiny_config("dcgan", steps=2)
-  train_prior.train_and_evaluate(config2, str(tmp_path / "resumed"), ds)
+  part = train_prior.train_and_evaluate(config, str(tmp_path / "resumed"),
+                                        ds, stop_at=2)
+  assert part["step"] == 2
+  assert not (tmp_path / "resumed" / "final.json").exists()
   train_prior.train_and_evaluate(config, str(tmp_path / "resumed"), ds)
   _, a = train_prior.load_generator(str(tmp_path / "straight"))
   _, b = train_prior.load_generator(str(tmp_path / "resumed"))
@@ -158,3 +161,31 @@ def test_training_input_errors(tmp_path):
     train_prior.load_generator(str(tmp_path / "nowhere"))
   with pytest.raises(ValueError, match="generator_dir is not set"):
     train_prior.load_generator(None)
+
+
+def _snapshot(workdir):
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for f in files:
+      with open(os.path.join(root, f), "rb") as fh:
+        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
+  return out
+
+
+def test_finished_prior_survives_a_refused_and_a_repeated_run(tmp_path):
+  ds = _pattern_dataset()
+  config = _tiny_config("dcgan", steps=2)
+  final = train_prior.train_and_evaluate(config, str(tmp_path), ds)
+  before = _snapshot(tmp_path)
+  wider = _tiny_config("dcgan", steps=2)
+  wider.generator.width = 16
+  wider.critic.width = 16
+  with pytest.raises(InputError, match="different config .*width"):
+    train_prior.train_and_evaluate(wider, str(tmp_path), ds)
+  assert _snapshot(tmp_path) == before
+  assert train_prior.train_and_evaluate(config, str(tmp_path), ds) == (
+      json.loads(before["final.json"]))
+  assert _snapshot(tmp_path) == before
+  assert final["step"] == 2
+  gen, _ = train_prior.load_generator(str(tmp_path))  # Still loads.
+  assert gen.image_shape == (8, 8, 3)

@@ -22,7 +22,9 @@ def test_two_setup_commands_and_ci_runs_the_second():
   commands = [b.strip() for b in _blocks(setup, "bash")]
   assert len(commands) == 2, commands
   main, tests = commands
-  assert main.startswith("pip install -e . && python -m launch.attack")
+  assert main.startswith(
+      "pip install -c constraints.txt -e . && python -m launch.attack")
+  assert os.path.exists(os.path.join(ROOT, "constraints.txt"))
   config = re.search(r"--config=(\S+?\.py)", main).group(1)
   assert os.path.exists(os.path.join(ROOT, config))
   with open(os.path.join(ROOT, ".ci", "run")) as f:

@@ -85,8 +85,8 @@ def test_projected_moments_match_full_hermite_tensor():
   np.testing.assert_allclose(whole[4], parts[4], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("method,order", itertools.product(
-    tensor_decomp.METHODS, (3, 4)))
+@pytest.mark.parametrize("method,order", list(itertools.product(
+    tensor_decomp.METHODS, (3, 4))))
 def test_decompose_recovers_known_tensor(method, order):
   rng = np.random.default_rng(order)
   v = rng.normal(size=(3, 3))
@@ -112,8 +112,8 @@ def test_parafac_on_tensorly_jax_backend():
   assert np.abs(f.T @ v).max(axis=0).min() > 1 - 1e-4
 
 
-@pytest.mark.parametrize("b,method", itertools.product(
-    (2, 3), tensor_decomp.METHODS))
+@pytest.mark.parametrize("b,method", list(itertools.product(
+    (2, 3), tensor_decomp.METHODS)))
 def test_exact_recovery_noiseless(b, method):
   x = _data(b, seed=b)
   leak, victim, _ = _leak(x)

@@ -1,5 +1,6 @@
 """Inverter training: loss falls, exact resume after a kill, clear errors."""
 
+import json
 import os
 import shutil
 
@@ -81,10 +82,29 @@ def test_killed_run_resumes_to_identical_parameters(trained, tmp_path):
   assert steps == list(range(5, 41, 5))  # Lines after step 10 rewritten.
 
 
+def _snapshot(workdir):
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for f in files:
+      with open(os.path.join(root, f), "rb") as fh:
+        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
+  return out
+
+
+def test_finished_run_started_again_is_unchanged(trained):
+  before = _snapshot(trained)
+  stored = json.loads(before["metrics.json"])
+  assert {"loss", "grad_norm", "examples_per_s", "wall_s"} <= set(stored)
+  assert train_inverter.train_and_evaluate(_config(), trained) == stored
+  assert _snapshot(trained) == before
+
+
 def test_mismatched_or_corrupt_workdir_is_a_clear_error(trained):
+  before = _snapshot(trained)
   with pytest.raises(ValueError, match="different config .*inverter.width"):
     train_inverter.train_and_evaluate(_config(width=5), trained)
-  assert train_inverter.load(trained).step == 40  # Untouched.
+  assert _snapshot(trained) == before  # Byte-identical.
+  assert train_inverter.load(trained).step == 40
   # A checkpoint that does not fit the expected state: Orbax refuses.
   with pytest.raises(checkpoint.CheckpointError, match="step 40"):
     ck = checkpoint.Checkpointer(trained + "/checkpoints")
@@ -103,11 +123,22 @@ def test_corrupt_checkpoint_is_a_clear_error_and_kept(trained, tmp_path):
   for f in files:
     with open(f, "wb") as fh:
       fh.write(b"garbage")
-  with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+  os.remove(os.path.join(workdir, "metrics.json"))  # As if killed at 40.
+  with pytest.raises(checkpoint.CheckpointError,
+                     match="corrupt.*Step 30 is intact"):
     train_inverter.train_and_evaluate(_config(), workdir)
   for f in files:  # Nothing was overwritten.
     with open(f, "rb") as fh:
       assert fh.read() == b"garbage"
+  # --resume_intact: resumes from step 30 and ends where the clean run did.
+  out = train_inverter.train_and_evaluate(_config(), workdir,
+                                          resume="intact")
+  assert out["finished"] and out["step"] == 40
+  assert os.listdir(os.path.join(workdir, "checkpoints_corrupt")) == ["40"]
+  for a, b in zip(_leaves(trained), _leaves(workdir)):
+    np.testing.assert_array_equal(a, b)
+  steps = [l["step"] for l in train_inverter.read_metrics(workdir)]
+  assert steps == list(range(5, 41, 5))
 
 
 def test_lti_trains(tmp_path):

@@ -1,5 +1,7 @@
 r"""GGL under noise, clipping, sparsification and Soteria on CelebA 32x32.
 
+python -m launch.train_prior --config=configs/prior_dcgan_celeba.py:cpu=True \
+    --workdir=/tmp/gitjax/prior_dcgan_celeba
 python -m launch.benchmark \
     --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True \
     --workdir=/tmp/gitjax/bench_ggl
@@ -51,6 +53,9 @@ def get_config(arg=None):
     config.attack.log_every = 10
     config.ig.iterations = 300
   if arg.smoke:
+    # Embedded 8x8 photos: the smoke priors' size; no data download.
+    config.data.update(name="embedded", data_dir=None, image_size=8)
+    config.data.options = {}
     config.num_images = 1
     config.victim.width = 2
     config.attack.budget = 2

@@ -1,5 +1,7 @@
 r"""GI-SMN vs Inverting Gradients on CIFAR-10, random-init ResNet-18.
 
+python -m launch.train_prior --config=configs/prior_style_cifar10.py:cpu=True \
+    --workdir=/tmp/gitjax/prior_style_cifar10
 python -m launch.benchmark \
     --config=configs/benchmarks/gismn_cifar10.py:cpu=True \
     --workdir=/tmp/gitjax/bench_gismn
@@ -51,6 +53,8 @@ def get_config(arg=None):
     config.ig.iterations = 300
     config.num_batches = 2
   if arg.smoke:
+    # Embedded 8x8 photos: the smoke priors' size; no data download.
+    config.data.update(name="embedded", data_dir=None, image_size=8)
     config.victim.width = 2
     config.attack.steps = 3
     config.ig.iterations = 3

@@ -31,7 +31,7 @@ def run(config, workdir):
                      image_size=d["image_size"], channels=3)
   mean, std = tuple(d["mean"]), tuple(d["std"])
   vkw = common.plain(config.victim)
-  victim = models.make_victim(vkw.pop("name"), input_shape=(32, 32, 3),
+  victim = models.make_victim(vkw.pop("name"), input_shape=tuple(ds.images.shape[1:]),
                               num_classes=ds.num_classes, **vkw)
   variables = victim_lib.init_variables(victim,
                                         jax.random.key(config.victim_seed))

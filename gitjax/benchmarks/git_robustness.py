@@ -80,8 +80,7 @@ def _bar_plot(path, labels, values, ylabel, title):
   ax.set_title(title)
   ax.grid(True, axis="y", alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, format="png")
-  return path
+  return report.save_figure(fig, path)
 
 
 def _dataset(spec: dict, shape) -> data_lib.Dataset:

@@ -18,6 +18,10 @@ name                      source
 ========================  ====================================================
 """
 
+import inspect
+
+import numpy as np
+
 from gitjax.data import cifar
 from gitjax.data import dataset as dataset_lib
 from gitjax.data import embedded
@@ -29,6 +33,7 @@ from gitjax.data.cifar import CIFAR10_CLASSES
 from gitjax.data.cifar import SafeUnpickler
 from gitjax.data.cifar import safe_unpickle
 from gitjax.data.dataset import batches
+from gitjax.data.dataset import DataNotFoundError
 from gitjax.data.dataset import Dataset
 from gitjax.data.dataset import filter_classes
 from gitjax.data.dataset import from_arrays
@@ -44,6 +49,7 @@ from gitjax.data.transforms import denormalize
 from gitjax.data.transforms import normalize
 from gitjax.data.transforms import resize
 from gitjax.data.transforms import to_channels
+from gitjax.errors import InputError
 
 # Every loader is ``fn(data_dir, split, *, limit, image_size, center_crop,
 # **its_own_keywords) -> Dataset``; ``load`` finishes what a loader leaves.
@@ -59,6 +65,45 @@ LOADERS = {
     "celeba": folder.load_celeba,
     "tfds": tfds_loader.load_tfds,
 }
+
+
+# Loaders whose ``**kw`` go on to another loader, and the options they set
+# themselves, for ``_check_options``. A ``**kw`` loader not listed here takes
+# any option.
+_FORWARDS_TO = {
+    idx.load_mnist: (idx.load_idx, {"class_names", "name"}),
+    idx.load_fashion_mnist: (idx.load_idx, {"class_names", "name"}),
+    folder.load_cifar10: (folder.load_image_folder, set()),
+    folder.load_celeba: (folder.load_image_folder, set()),
+}
+_LOAD_ARGS = {"data_dir", "split", "limit", "image_size"}  # Set by ``load``.
+
+
+def _options(loader) -> set[str] | None:
+  """The keyword options ``loader`` takes (None: any)."""
+  names = set()
+  for param in inspect.signature(loader).parameters.values():
+    if param.kind == param.VAR_KEYWORD:
+      if loader not in _FORWARDS_TO:
+        return None
+      target, fixed = _FORWARDS_TO[loader]
+      forwarded = _options(target)
+      if forwarded is None:
+        return None
+      names |= forwarded - fixed
+    elif param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+      names.add(param.name)
+  return names - _LOAD_ARGS
+
+
+def _check_options(name: str, kw: dict) -> None:
+  """Every loader option in ``kw`` is one that loader takes."""
+  known = _options(LOADERS[name])
+  unknown = sorted(set(kw) - known) if known is not None else []
+  if unknown:
+    raise InputError(f"dataset {name!r} has no option "
+                     f"{', '.join(map(repr, unknown))}; its options: "
+                     f"{', '.join(sorted(known)) or 'none'}")
 
 
 def load(name: str = "embedded", *, data_dir=None, split: str = "test",
@@ -85,13 +130,25 @@ def load(name: str = "embedded", *, data_dir=None, split: str = "test",
     ``[N]``.
 
   Raises:
-    ValueError: unknown name or bad option.
-    FileNotFoundError: ``data_dir`` or an expected file is missing.
+    InputError: unknown name or option, a bad option value, or a data file
+      that cannot be read (truncated, corrupt, of the wrong kind); checked
+      before any file is read where possible. The message is one line and
+      starts with the file (``<zip>: member <name>`` inside a zip).
+    FileNotFoundError: ``data_dir`` or an expected file is missing (a
+      ``DataNotFoundError``, also an ``InputError``).
   """
   if name not in LOADERS:
-    raise ValueError(f"unknown dataset {name!r}; known: {sorted(LOADERS)}")
-  if limit is not None and limit < 0:
-    raise ValueError(f"limit must be >= 0, got {limit}")
+    raise InputError(f"unknown dataset {name!r}; known: {sorted(LOADERS)}")
+  _check_options(name, kw)
+  if limit is not None and (
+      not isinstance(limit, (int, np.integer)) or isinstance(limit, bool)
+      or limit < 1):
+    raise InputError(f"limit must be a positive integer or None, got "
+                     f"{limit!r}")
+  if image_size is not None:
+    transforms.as_size(image_size)  # Raises InputError when bad.
+  if channels not in (None, 1, 3):
+    raise InputError(f"channels must be 1, 3 or None, got {channels!r}")
   if center_crop is not None:
     kw["center_crop"] = center_crop
   ds = LOADERS[name](data_dir, split, limit=limit, image_size=image_size, **kw)
@@ -107,9 +164,9 @@ def load(name: str = "embedded", *, data_dir=None, split: str = "test",
 
 
 __all__ = [
-    "CIFAR10_CLASSES", "Dataset", "LOADERS", "SafeUnpickler", "batches",
-    "center_crop", "channel_stats", "denormalize", "filter_classes",
-    "from_arrays", "load", "normalize", "parse_idx", "read_idx", "resize",
-    "safe_unpickle", "sample", "sample_indices", "split", "subset",
-    "to_channels",
+    "CIFAR10_CLASSES", "DataNotFoundError", "Dataset", "LOADERS",
+    "SafeUnpickler", "batches", "center_crop", "channel_stats", "denormalize",
+    "filter_classes", "from_arrays", "load", "normalize", "parse_idx",
+    "read_idx", "resize", "safe_unpickle", "sample", "sample_indices",
+    "split", "subset", "to_channels",
 ]

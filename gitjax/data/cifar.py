@@ -16,6 +16,7 @@ import pickle
 import numpy as np
 
 from gitjax.data import dataset as dataset_lib
+from gitjax.errors import InputError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                    "frog", "horse", "ship", "truck")
@@ -52,6 +53,14 @@ _ALLOWED = {
 }
 
 
+class RefusedGlobalError(pickle.UnpicklingError):
+  """A pickle names a global that ``SafeUnpickler`` does not allow."""
+
+
+class BadPickleError(InputError, pickle.UnpicklingError):
+  """A data file is not a pickle ``SafeUnpickler`` can read; names the file."""
+
+
 class SafeUnpickler(pickle.Unpickler):
   """An Unpickler that resolves only the globals a CIFAR batch needs."""
 
@@ -59,7 +68,7 @@ class SafeUnpickler(pickle.Unpickler):
     try:
       return _ALLOWED[(module, name)]
     except KeyError:
-      raise pickle.UnpicklingError(
+      raise RefusedGlobalError(
           f"refusing to unpickle global {module}.{name}: only numpy arrays "
           "and plain containers are allowed in data files") from None
 
@@ -67,6 +76,32 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_unpickle(data: bytes):
   """Unpickles ``data`` with ``SafeUnpickler`` (Python 2 strings as latin1)."""
   return SafeUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+def _unpickle_file(path: str, what: str) -> dict:
+  """The dict pickled in ``path`` (a CIFAR batch or meta file).
+
+  Raises:
+    BadPickleError: empty, truncated, corrupt, or names a refused global.
+    InputError: not a dict.
+  """
+  data = dataset_lib.read_bytes(path)
+  if not data:
+    raise BadPickleError(f"{path}: empty file (0 bytes), expected a {what}")
+  try:
+    obj = safe_unpickle(data)
+  except RefusedGlobalError as e:
+    raise BadPickleError(f"{path}: {dataset_lib.describe(e)}") from e
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever the unpickler raises on these bytes (UnpicklingError, EOFError,
+    # ValueError, TypeError from a refused reconstruction...) is the file's.
+    raise BadPickleError(f"{path}: truncated or corrupt pickle, expected a "
+                         f"{what} ({type(e).__name__}: "
+                         f"{dataset_lib.describe(e)})") from e
+  if not isinstance(obj, dict):
+    raise InputError(f"{path}: expected a {what} (a dict), got "
+                     f"{type(obj).__name__}")
+  return obj
 
 
 def _text_keys(obj: dict) -> dict:
@@ -81,30 +116,54 @@ def _names(values) -> tuple[str, ...]:
 
 def _read_python_batch(path: str, label_key: str):
   """uint8 ``[N, 32, 32, 3]`` and labels ``[N]`` of one pickled batch."""
-  with open(path, "rb") as f:
-    batch = safe_unpickle(f.read())
-  if not isinstance(batch, dict):
-    raise ValueError(f"{path}: expected a dict, got {type(batch).__name__}")
-  batch = _text_keys(batch)
+  batch = _text_keys(_unpickle_file(path, "CIFAR batch"))
   keys = [label_key] if label_key in batch else ["labels", "fine_labels"]
   key = next((k for k in keys if k in batch), None)
   if "data" not in batch or key is None:
-    raise ValueError(f"{path}: no 'data' or labels in keys {sorted(batch)}")
-  data = np.asarray(batch["data"], np.uint8)
+    raise InputError(f"{path}: no 'data' or labels in keys {sorted(batch)}")
+  try:
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch[key])
+  except (ValueError, TypeError) as e:  # Ragged or mixed lists.
+    raise InputError(f"{path}: 'data' or {key!r} is not an array "
+                     f"({dataset_lib.describe(e)})") from e
+  if data.dtype != np.uint8 and data.size and (
+      data.dtype.kind not in "iub" or data.min() < 0 or data.max() > 255):
+    raise InputError(f"{path}: 'data' must be bytes 0..255, got "
+                     f"{data.dtype}")
   if data.ndim != 2 or data.shape[1] != _PIXELS:
-    raise ValueError(f"{path}: data has shape {data.shape}, expected "
+    raise InputError(f"{path}: data has shape {data.shape}, expected "
                      f"[N, {_PIXELS}]")
+  if labels.shape != (len(data),) or (labels.size and
+                                      labels.dtype.kind not in "iub"):
+    raise InputError(f"{path}: {key!r} must be {len(data)} integers, got "
+                     f"{labels.dtype} {labels.shape}")
+  data = data.astype(np.uint8, copy=False)
   images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW -> HWC
-  return images, np.asarray(batch[key], np.int64)
+  return images, labels.astype(np.int64)
+
+
+def _check_binary_size(path: str, label_bytes: int) -> None:
+  """A binary batch holds whole records: checked before any is read."""
+  record = label_bytes + _PIXELS
+  if not os.path.isfile(path):
+    raise InputError(f"{path}: not a file")
+  size = os.path.getsize(path)
+  if size == 0:
+    raise InputError(f"{path}: empty file (0 bytes), expected {record}-byte "
+                     "CIFAR records")
+  if size % record:
+    raise InputError(f"{path}: {size} bytes is not a whole number of "
+                     f"{record}-byte CIFAR records (truncated?)")
 
 
 def _read_binary_batch(path: str, label_bytes: int, label_index: int):
   """uint8 ``[N, 32, 32, 3]`` and labels ``[N]`` of one binary batch."""
   record = label_bytes + _PIXELS
-  data = np.fromfile(path, np.uint8)
-  if data.size == 0 or data.size % record:
-    raise ValueError(f"{path}: {data.size} bytes is not a whole number of "
-                     f"{record}-byte CIFAR records")
+  data = np.frombuffer(dataset_lib.read_bytes(path), np.uint8)
+  if not data.size or data.size % record:  # Changed since it was checked.
+    raise InputError(f"{path}: {data.size} bytes is not a whole number of "
+                     f"{record}-byte CIFAR records (truncated?)")
   data = data.reshape(-1, record)
   images = data[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
   return images, data[:, label_index].astype(np.int64)
@@ -130,8 +189,9 @@ def _files(folder: str, split: str) -> tuple[list[str], str]:
     found = sorted(glob.glob(os.path.join(folder, pattern)))
     if found:
       return found, kind
-  raise FileNotFoundError(f"no CIFAR {split} batches in {folder} (looked for "
-                          f"{', '.join(p for p, _ in patterns)})")
+  raise dataset_lib.DataNotFoundError(
+      f"{folder}: no CIFAR {split} batches (looked for "
+      f"{', '.join(p for p, _ in patterns)})")
 
 
 def _class_names(folder: str, label_key: str, num_classes: int):
@@ -140,8 +200,7 @@ def _class_names(folder: str, label_key: str, num_classes: int):
   for meta in ("batches.meta", "meta"):
     path = os.path.join(folder, meta)
     if os.path.exists(path):
-      with open(path, "rb") as f:
-        info = _text_keys(safe_unpickle(f.read()))
+      info = _text_keys(_unpickle_file(path, "CIFAR meta file"))
       for key in (("coarse_label_names",) if coarse else
                   ("label_names", "fine_label_names")):
         if key in info and len(info[key]) == num_classes:
@@ -150,8 +209,13 @@ def _class_names(folder: str, label_key: str, num_classes: int):
   for meta in ("batches.meta.txt", txt):
     path = os.path.join(folder, meta)
     if os.path.exists(path):
-      with open(path) as f:
-        names = tuple(line.strip() for line in f if line.strip())
+      try:
+        text = dataset_lib.read_bytes(path).decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 text file of class names "
+                         f"({dataset_lib.describe(e)})") from e
+      names = tuple(line.strip() for line in text.splitlines()
+                    if line.strip())
       if len(names) == num_classes:
         return names
   if num_classes == 10:
@@ -186,22 +250,37 @@ def load_cifar_batches(data_dir=None, split="test", *, limit=None,
   """
   del limit, image_size, center_crop
   if split not in ("train", "test"):
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-  folder = _batch_dir(dataset_lib.require_path(data_dir))
+    raise InputError(f"split must be 'train' or 'test', got {split!r}")
+  data_dir = dataset_lib.require_path(data_dir)
+  if not os.path.isdir(data_dir):
+    raise InputError(f"{data_dir}: not a folder; pass the folder holding the "
+                     "CIFAR batch files")
+  folder = _batch_dir(data_dir)
   paths, kind = _files(folder, split)
   cifar100 = os.path.basename(paths[0]) in ("train", "test", "train.bin",
                                             "test.bin")
   coarse = label_key.startswith("coarse")
-  if kind == "python":
-    parts = [_read_python_batch(p, label_key) for p in paths]
-  else:
-    label_bytes = 2 if cifar100 else 1
-    parts = [_read_binary_batch(p, label_bytes, 0 if coarse else
-                                label_bytes - 1) for p in paths]
-  images = np.concatenate([p[0] for p in parts])
-  labels = np.concatenate([p[1] for p in parts])
   if num_classes is None:
     num_classes = (20 if coarse else 100) if cifar100 else 10
+  # The cheap checks first: the meta file and every binary batch's size.
+  class_names = _class_names(folder, label_key, num_classes)
+  label_bytes = 2 if cifar100 else 1
+  if kind == "binary":
+    for path in paths:
+      _check_binary_size(path, label_bytes)
+  parts = []
+  for path in paths:
+    if kind == "python":
+      images, labels = _read_python_batch(path, label_key)
+    else:
+      images, labels = _read_binary_batch(path, label_bytes, 0 if coarse else
+                                          label_bytes - 1)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+      raise InputError(f"{path}: labels {labels.min()}..{labels.max()} "
+                       f"outside [0, {num_classes})")
+    parts.append((images, labels))
+  images = np.concatenate([p[0] for p in parts])
+  labels = np.concatenate([p[1] for p in parts])
   return dataset_lib.from_arrays(
-      images, labels, class_names=_class_names(folder, label_key, num_classes),
+      images, labels, class_names=class_names,
       name=f"{'cifar100' if cifar100 else 'cifar10'}/{split}")

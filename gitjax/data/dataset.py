@@ -10,6 +10,40 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from gitjax.errors import InputError
+
+
+class DataNotFoundError(FileNotFoundError, InputError):
+  """A data path, or a file expected in it, is missing (or holds no data).
+
+  Both a ``FileNotFoundError``, as these errors always were, and an
+  ``InputError``, so callers can catch every bad-data error as one type.
+  """
+
+
+def one_line(text) -> str:
+  """``text`` with every run of whitespace (newlines too) as one space."""
+  return " ".join(str(text).split())
+
+
+def describe(error: BaseException) -> str:
+  """An exception's message on one line (its type name if it has none)."""
+  if isinstance(error, OSError) and error.strerror:
+    return one_line(error.strerror)  # Without the "[Errno n]" and the path.
+  return one_line(error) or type(error).__name__
+
+
+def read_bytes(path: str) -> bytes:
+  """The bytes of the file ``path``; errors name it."""
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except FileNotFoundError as e:
+    what = "broken symbolic link" if os.path.islink(path) else "no such file"
+    raise DataNotFoundError(f"{path}: {what}") from e
+  except OSError as e:  # A folder, no permission, an I/O error.
+    raise InputError(f"{path}: cannot read ({describe(e)})") from e
+
 
 class Dataset(NamedTuple):
   """A labelled image set held in memory.
@@ -47,14 +81,16 @@ def from_arrays(images, labels, *, class_names=None, num_classes=None,
   if images.ndim == 3:
     images = images[..., None]  # [N, H, W] -> [N, H, W, 1]
   if images.ndim != 4:
-    raise ValueError(f"images must be [N, H, W, C], got {images.shape}")
+    raise InputError(f"{name}: images must be [N, H, W, C], got "
+                     f"{images.shape}")
   if images.dtype == np.uint8:
     images = images.astype(np.float32) / np.float32(255)
   else:
     images = images.astype(np.float32)
   labels = np.asarray(labels).astype(np.int32).reshape(-1)
   if labels.shape[0] != images.shape[0]:
-    raise ValueError(f"{labels.shape[0]} labels for {images.shape[0]} images")
+    raise InputError(f"{name}: {labels.shape[0]} labels for "
+                     f"{images.shape[0]} images")
   if num_classes is None:
     num_classes = (len(class_names) if class_names is not None
                    else int(labels.max(initial=-1)) + 1)
@@ -62,20 +98,23 @@ def from_arrays(images, labels, *, class_names=None, num_classes=None,
     class_names = tuple(str(i) for i in range(num_classes))
   class_names = tuple(str(c) for c in class_names)
   if len(class_names) != num_classes:
-    raise ValueError(f"{len(class_names)} class names for {num_classes} "
-                     "classes")
+    raise InputError(f"{name}: {len(class_names)} class names for "
+                     f"{num_classes} classes")
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(f"labels outside [0, {num_classes}) in {name}")
+    raise InputError(f"{name}: labels {labels.min()}..{labels.max()} outside "
+                     f"[0, {num_classes})")
   return Dataset(images, labels, int(num_classes), class_names, name)
 
 
 def require_path(path, what="data_dir") -> str:
-  """Returns ``path`` expanded, or raises FileNotFoundError naming it."""
+  """Returns ``path`` expanded, or raises DataNotFoundError naming it."""
   if path is None:
-    raise ValueError(f"{what} is required for this dataset")
+    raise InputError(f"{what} is required for this dataset")
+  if not isinstance(path, (str, os.PathLike)):
+    raise InputError(f"{what} must be a path, got {path!r}")
   path = os.path.expanduser(os.fspath(path))
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{what} not found: {path}")
+    raise DataNotFoundError(f"{path}: no such file or folder ({what})")
   return path
 
 
@@ -87,7 +126,7 @@ def halves(n: int, split: str) -> np.ndarray:
     return np.arange(1, n, 2)
   if split == "all":
     return np.arange(n)
-  raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+  raise InputError(f"split must be 'train', 'test' or 'all', got {split!r}")
 
 
 def subset(dataset: Dataset, indices) -> Dataset:
@@ -102,7 +141,7 @@ def take(dataset: Dataset, limit: int | None) -> Dataset:
   if limit is None or limit >= len(dataset.labels):
     return dataset
   if limit < 0:
-    raise ValueError(f"limit must be >= 0, got {limit}")
+    raise InputError(f"limit must be >= 0, got {limit}")
   return subset(dataset, np.arange(limit))
 
 

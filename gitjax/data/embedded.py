@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from gitjax.data import dataset as dataset_lib
+from gitjax.data import transforms
 
 # Photos bundled inside scikit-image's wheel (no pooch download), in label
 # order. Any that an installed version lacks are skipped.
@@ -100,7 +101,8 @@ def load_embedded(data_dir=None, split="test", *, limit=None, image_size=None,
     ``Dataset`` with images ``[N, s, s, 3]``.
   """
   del data_dir, limit, center_crop
-  size = 32 if image_size is None else int(np.max(image_size))
+  dataset_lib.halves(0, split)  # A bad split fails before the photos load.
+  size = 32 if image_size is None else max(transforms.as_size(image_size))
   images, labels, crop, names = _embedded_arrays(size)
   keep = np.flatnonzero(np.isin(crop, dataset_lib.halves(crop.max() + 1,
                                                          split)))
@@ -125,6 +127,7 @@ def load_digits(data_dir=None, split="test", *, limit=None, image_size=None,
   ``load`` resizes them when ``image_size`` is given.
   """
   del data_dir, limit, image_size, center_crop
+  dataset_lib.halves(0, split)  # A bad split fails before the data loads.
   images, labels = _digits_arrays()
   keep = dataset_lib.halves(len(labels), split)
   return dataset_lib.from_arrays(images[keep], labels[keep], num_classes=10,

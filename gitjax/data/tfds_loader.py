@@ -7,6 +7,7 @@ TensorFlow.
 import numpy as np
 
 from gitjax.data import dataset as dataset_lib
+from gitjax.errors import InputError
 
 
 def _import_tfds():
@@ -48,7 +49,7 @@ def load_tfds(data_dir=None, split="test", *, limit=None, image_size=None,
   # Iterating in batches: batch_size=-1 in tfds.load aborts on some TF builds.
   parts = list(tfds.as_numpy(ds.batch(batch_size)))
   if not parts:
-    raise ValueError(f"TFDS {tfds_name}[{split}] is empty")
+    raise InputError(f"TFDS {tfds_name}[{split}] is empty")
   images = np.concatenate([p[image_key] for p in parts])
   labels = np.concatenate([p[label_key] for p in parts])
   feature = info.features[label_key]

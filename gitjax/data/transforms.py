@@ -8,6 +8,8 @@ their reconstructions) and keep the array type they are given.
 import jax
 import numpy as np
 
+from gitjax.errors import InputError
+
 # Per-channel statistics of the usual training sets, for ``normalize``.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -23,11 +25,27 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def as_size(size) -> tuple[int, int]:
-  """``32`` or ``(32, 32)`` -> ``(height, width)``."""
-  if isinstance(size, (int, np.integer)):
-    return int(size), int(size)
-  height, width = size
-  return int(height), int(width)
+  """``32`` or ``(32, 32)`` -> ``(height, width)``, both >= 1.
+
+  Raises:
+    InputError: not an int or a pair, or not positive.
+  """
+  if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    pair = (int(size), int(size))
+  else:
+    try:
+      if isinstance(size, (str, bytes)):
+        raise TypeError("a string")
+      height, width = size
+      if any(isinstance(s, (str, bytes, bool)) for s in (height, width)):
+        raise TypeError("strings or bools")
+      pair = (int(height), int(width))
+    except (TypeError, ValueError) as e:
+      raise InputError(f"image_size must be an int or (height, width), got "
+                       f"{size!r}") from e
+  if min(pair) < 1:
+    raise InputError(f"image_size must be positive, got {size!r}")
+  return pair
 
 
 def resize(images, size, method: str = "linear") -> np.ndarray:
