@@ -46,4 +46,6 @@ def get_config(arg=None):
     config.attack.update(iterations=arg.iterations, proximity=arg.proximity)
     if arg.smoke:
       config.attack.iterations = 4
+  if arg.smoke:  # The size of git_lenet.py's smoke inverter.
+    config.data.image_size = 8
   return config

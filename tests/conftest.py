@@ -9,6 +9,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+# Tests check correctness on tiny shapes, where XLA's compile time is most of
+# the run; its backend optimizations are off (as in the Flax examples' tests).
+# Speed lives in benchmarks, never here.
+jax.config.update("jax_disable_most_optimizations", True)
+
 
 
 @pytest.fixture

@@ -120,10 +120,18 @@ def _smoke_argv(argv: list[str], root: str) -> list[str]:
     if a.startswith("--config="):
       path, _, args = a.split("=", 1)[1].partition(":")
       keep = [kv for kv in args.split(",") if kv and
-              not kv.startswith(("data_dir=", "budget=", "cpu="))]
+              not kv.startswith(("data_dir=", "budget=", "cpu=")) and
+              not _missing_dir(kv)]
       a = f"--config={path}:" + ",".join(keep + ["smoke=True"])
     out.append(a)
   return out
+
+
+def _missing_dir(kv: str) -> bool:
+  """A model path (git_dir=..., generator_dir=...) that no earlier command
+  of the source made: smoke mode trains its own instead."""
+  k, _, v = kv.partition("=")
+  return k.endswith("_dir") and not os.path.exists(v)
 
 
 SOURCES = sorted({s for s, _ in COMMANDS})

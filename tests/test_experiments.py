@@ -12,6 +12,7 @@ from configs import common
 from gitjax import attacks
 from gitjax import experiments
 from gitjax.errors import InputError
+from tests import helpers
 
 
 def _tiny_config():
@@ -68,18 +69,9 @@ def test_run_attack_writes_run_directory(tmp_path, monkeypatch):
   assert len(saved["per_image"]["psnr"]) == 2
   assert saved["label_accuracy"] == result["label_accuracy"]
   # A finished run is never modified: run again, it returns what it stored.
-  before = _snapshot(workdir)
+  before = helpers.snapshot(workdir)
   assert experiments.run_attack(config, workdir) == saved
-  assert _snapshot(workdir) == before
-
-
-def _snapshot(workdir):
-  out = {}
-  for root, _, files in os.walk(workdir):
-    for f in files:
-      with open(os.path.join(root, f), "rb") as fh:
-        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
-  return out
+  assert helpers.snapshot(workdir) == before
 
 
 def test_unknown_names_are_clear_errors(tmp_path):
@@ -113,11 +105,11 @@ def test_per_example_grads_benchmark_smoke(tmp_path):
   assert os.path.exists(tmp_path / "results.json")
   np.testing.assert_array_less(0, results["lenet"]["loop_examples_per_s"])
   # Run twice: the first results.json is kept byte for byte.
-  before = _snapshot(str(tmp_path))
+  before = helpers.snapshot(str(tmp_path))
   assert experiments.run_benchmark(config, str(tmp_path)) == json.loads(
       before["results.json"])
-  assert _snapshot(str(tmp_path)) == before
+  assert helpers.snapshot(str(tmp_path)) == before
   config.repeats = config.repeats + 1  # A different config is refused.
   with pytest.raises(InputError, match="different config .*repeats"):
     experiments.run_benchmark(config, str(tmp_path))
-  assert _snapshot(str(tmp_path)) == before
+  assert helpers.snapshot(str(tmp_path)) == before

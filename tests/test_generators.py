@@ -14,6 +14,7 @@ from gitjax import data as data_lib
 from gitjax import generators as gen_lib
 from gitjax import train_prior
 from gitjax.errors import InputError
+from tests import helpers
 
 
 @pytest.mark.parametrize("size", [8, 16])
@@ -163,29 +164,20 @@ def test_training_input_errors(tmp_path):
     train_prior.load_generator(None)
 
 
-def _snapshot(workdir):
-  out = {}
-  for root, _, files in os.walk(workdir):
-    for f in files:
-      with open(os.path.join(root, f), "rb") as fh:
-        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
-  return out
-
-
 def test_finished_prior_survives_a_refused_and_a_repeated_run(tmp_path):
   ds = _pattern_dataset()
   config = _tiny_config("dcgan", steps=2)
   final = train_prior.train_and_evaluate(config, str(tmp_path), ds)
-  before = _snapshot(tmp_path)
+  before = helpers.snapshot(tmp_path)
   wider = _tiny_config("dcgan", steps=2)
   wider.generator.width = 16
   wider.critic.width = 16
   with pytest.raises(InputError, match="different config .*width"):
     train_prior.train_and_evaluate(wider, str(tmp_path), ds)
-  assert _snapshot(tmp_path) == before
+  assert helpers.snapshot(tmp_path) == before
   assert train_prior.train_and_evaluate(config, str(tmp_path), ds) == (
       json.loads(before["final.json"]))
-  assert _snapshot(tmp_path) == before
+  assert helpers.snapshot(tmp_path) == before
   assert final["step"] == 2
   gen, _ = train_prior.load_generator(str(tmp_path))  # Still loads.
   assert gen.image_shape == (8, 8, 3)

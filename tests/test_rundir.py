@@ -8,6 +8,7 @@ import pytest
 
 from gitjax import rundir
 from gitjax.errors import InputError
+from tests import helpers
 
 
 def _config(**kw):
@@ -15,16 +16,6 @@ def _config(**kw):
                           sizes=(1, 2)))
   c.update(kw)
   return c
-
-
-def _snapshot(path):
-  out = {}
-  for root, _, files in os.walk(path):
-    for f in files:
-      full = os.path.join(root, f)
-      with open(full, "rb") as fh:
-        out[os.path.relpath(full, path)] = fh.read()
-  return out
 
 
 def test_fresh_run_writes_config_and_finishes(tmp_path):
@@ -41,10 +32,10 @@ def test_finished_run_is_byte_identical_after_rerun(tmp_path):
   run = rundir.open_run(tmp_path, _config(), "benchmark", log=False)
   run.write_json("extra.json", {"a": 1})
   run.finish({"x": 1})
-  before = _snapshot(tmp_path)
+  before = helpers.snapshot(tmp_path)
   assert rundir.open_run(tmp_path, _config(), "benchmark",
                          log=False).finished == {"x": 1}
-  assert _snapshot(tmp_path) == before
+  assert helpers.snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("change,field", [
@@ -56,11 +47,11 @@ def test_different_config_is_refused_before_any_write(tmp_path, change,
                                                       field):
   run = rundir.open_run(tmp_path, _config(), "train_prior", log=False)
   run.append_jsonl("metrics.jsonl", {"step": 1})
-  before = _snapshot(tmp_path)
+  before = helpers.snapshot(tmp_path)
   with pytest.raises(InputError, match="different config") as e:
     rundir.open_run(tmp_path, _config(**change), "train_prior")
   assert field in str(e.value) and "\n" not in str(e.value)
-  assert _snapshot(tmp_path) == before
+  assert helpers.snapshot(tmp_path) == before
 
 
 def test_mutable_fields_may_change_on_resume(tmp_path):

@@ -15,6 +15,7 @@ from configs import lti_lenet
 from gitjax import checkpoint
 from gitjax import experiments
 from gitjax import train_inverter
+from tests import helpers
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,28 +83,19 @@ def test_killed_run_resumes_to_identical_parameters(trained, tmp_path):
   assert steps == list(range(5, 41, 5))  # Lines after step 10 rewritten.
 
 
-def _snapshot(workdir):
-  out = {}
-  for root, _, files in os.walk(workdir):
-    for f in files:
-      with open(os.path.join(root, f), "rb") as fh:
-        out[os.path.relpath(os.path.join(root, f), workdir)] = fh.read()
-  return out
-
-
 def test_finished_run_started_again_is_unchanged(trained):
-  before = _snapshot(trained)
+  before = helpers.snapshot(trained)
   stored = json.loads(before["metrics.json"])
   assert {"loss", "grad_norm", "examples_per_s", "wall_s"} <= set(stored)
   assert train_inverter.train_and_evaluate(_config(), trained) == stored
-  assert _snapshot(trained) == before
+  assert helpers.snapshot(trained) == before
 
 
 def test_mismatched_or_corrupt_workdir_is_a_clear_error(trained):
-  before = _snapshot(trained)
+  before = helpers.snapshot(trained)
   with pytest.raises(ValueError, match="different config .*inverter.width"):
     train_inverter.train_and_evaluate(_config(width=5), trained)
-  assert _snapshot(trained) == before  # Byte-identical.
+  assert helpers.snapshot(trained) == before  # Byte-identical.
   assert train_inverter.load(trained).step == 40
   # A checkpoint that does not fit the expected state: Orbax refuses.
   with pytest.raises(checkpoint.CheckpointError, match="step 40"):
