@@ -20,6 +20,7 @@ def get_config(arg=None):
                          smoke=False)
   config = common.base_config()
   config.benchmark = "tensor_mnist"
+  config.dataset = "mnist"
   config.data_dir = arg.data_dir
   config.batch_sizes = (2, 4, 8)
   config.widths = (10_000, 100_000)
@@ -29,7 +30,9 @@ def get_config(arg=None):
   config.w_grad = True  # Also report the dL/dw-subspace variant.
   config.chunk_size = 4096
   config.target = 0.95
-  if arg.smoke:
+  if arg.smoke:  # scikit-learn's 8x8 digits: no data download.
+    config.dataset = "digits"
+    config.data_dir = ""
     config.batch_sizes = (2,)
     config.widths = (3_000,)
     config.trials = 1

@@ -81,7 +81,8 @@ def _trial(images, b, m, seed, config):
 
 
 def _grid(workdir, b, x, recs):
-  shape = (-1, 28, 28)
+  side = int(round(x.shape[-1] ** 0.5))  # 28 for MNIST, 8 for digits.
+  shape = (-1, side, side)
   rows = [x.reshape(shape)] + [tensor.aligned(r, x).reshape(shape)
                                for r in recs.values()]
   rows = [r / np.abs(r).max(axis=(1, 2), keepdims=True) for r in rows]
@@ -90,8 +91,8 @@ def _grid(workdir, b, x, recs):
 
 
 def run(config, workdir):
-  images = data_lib.load("mnist", data_dir=config.data_dir,
-                         split="test").images
+  images = data_lib.load(config.get("dataset", "mnist"),
+                         data_dir=config.data_dir, split="test").images
   results = dict(setting=dict(trials=config.trials, method=config.method,
                               match_steps=config.match_steps,
                               target=config.target), points={}, grids=[])
