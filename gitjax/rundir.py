@@ -172,7 +172,7 @@ def open_run(workdir: str | os.PathLike, config: Any, kind: str, *,
   new = config_json(config)
   stored = os.path.join(path, report.CONFIG)
   final = FINAL_FILES[kind]
-  resumed = False
+  resumed, old = False, None
   if os.path.isdir(path) and os.listdir(path):
     if not os.path.exists(stored):
       raise InputError(
@@ -187,7 +187,7 @@ def open_run(workdir: str | os.PathLike, config: Any, kind: str, *,
     if diffs and not _has_outputs(path):
       logging.warning("workdir %s held only the config of a run that made "
                       "nothing; replacing it (%s)", path, "; ".join(diffs[:5]))
-      diffs = []
+      diffs, old = [], None
     if diffs:
       more = f" and {len(diffs) - 5} more" if len(diffs) > 5 else ""
       raise InputError(
@@ -203,9 +203,10 @@ def open_run(workdir: str | os.PathLike, config: Any, kind: str, *,
   os.makedirs(path, exist_ok=True)
   if log:
     report.setup_logging(path)
-  if config_diffs(_stored_or(path, new), new):  # Only mutable fields moved.
+  moved = config_diffs(old, new) if old is not None else []
+  if moved:  # Only mutable fields (the others were checked above).
     logging.info("Resuming %s with changed bookkeeping fields: %s", path,
-                 "; ".join(config_diffs(_stored_or(path, new), new)))
+                 "; ".join(moved))
   report.write_config(path, config)
   return RunDir(path, kind, resumed=resumed)
 
@@ -225,9 +226,3 @@ def _has_outputs(path: str) -> bool:
     elif name not in _STUB_FILES:
       return True
   return False
-
-
-def _stored_or(path: str, default: Any) -> Any:
-  if os.path.exists(os.path.join(path, report.CONFIG)):
-    return report.read_json(path, report.CONFIG)
-  return default
