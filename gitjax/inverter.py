@@ -4,16 +4,13 @@ An inverter is a Linen module mapping a batch of N leaked messages (a
 params-shaped tree whose leaves have a leading ``[N]`` axis) to N batches of
 B images in [0, 1]: ``module.apply(variables, grads, labels) -> [N, B, H, W,
 C]``. ``labels`` is ``[N, B, num_classes]`` one-hot when the client shares its
-labels, else None.
+labels, else None. ``make_inverter`` builds either from a config.
 
-**GIT (Coarse-GIT).** ``victim_layers`` traces the victim once (abstractly,
-with ``flax.linen.intercept_methods``) and records every Dense and Conv layer in
-call order: its parameter path, input and output shapes, and conv geometry.
-Layers are grouped by their top-level module (one group per layer for MLP,
-LeNet and ConvNet; one per residual block for ResNets). The inverter chains
-one block per group in reverse order; each block takes its layers' weight and
-bias gradients and the previous block's estimate (of the group's output) and
-returns an estimate of the group's input:
+**GIT (Coarse-GIT).** The victim's Dense and Conv layers, grouped by
+top-level module, come from ``layer_trace.victim_groups``. The inverter
+chains one block per group in reverse order; each block takes its layers'
+weight and bias gradients and the previous block's estimate (of the group's
+output) and returns an estimate of the group's input:
 
 * Dense layer, kernel gradient G ``[F_in, F_out]``, bias gradient d: for one
   example G = h d^T, so h = G d / |d|^2 exactly (the backprop identity);
@@ -32,127 +29,20 @@ returns an estimate of the group's input:
 Gradients are scale-normalized per tensor; the log-norms of all tensors
 (and the shared labels) form a conditioning vector given to every block.
 
-**LTI** (Wu et al. 2023): the flattened gradient, optionally count-sketched
-into ``int(P * sketch_rate)`` bins by a fixed random hash (no signs), goes
-through Linear-ReLU-Linear-ReLU-Linear-Sigmoid.
+**LTI** (Wu et al. 2023) is in ``gitjax.lti``.
 """
 
 import dataclasses
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gitjax import layer_trace
+from gitjax import lti
 from gitjax import victim as victim_lib
-from gitjax.models import common as models_common
-
-
-class LayerSpec(NamedTuple):
-  """One Dense or Conv layer of the victim, in call order."""
-  path: tuple  # Module path in the params, e.g. ("stage0_block0", "conv1").
-  kind: str  # "dense" or "conv".
-  kernel_shape: tuple  # [F_in, F_out] or [k, k, C_in, C_out].
-  bias_path: tuple | None  # Params path of the [C_out] bias-like gradient.
-  input_shape: tuple  # One example's input, e.g. (32, 32, 3) or (768,).
-  output_shape: tuple
-  conv: tuple | None  # (kernel_size, strides, padding, input_dilation,
-  #                     kernel_dilation, feature_group_count) for convs.
-
-
-class GroupSpec(NamedTuple):
-  """Layers under one top-level module (a layer, or a residual block)."""
-  name: str
-  layers: tuple  # LayerSpecs in call order.
-  input_shape: tuple
-  output_shape: tuple
-
-
-def _hashable(x):
-  if isinstance(x, (list, tuple)):
-    return tuple(_hashable(v) for v in x)
-  return x
-
-
-def victim_layers(victim: victim_lib.Victim) -> tuple[LayerSpec, ...]:
-  """Traces the victim's Dense/Conv layers (no computation: eval_shape).
-
-  Raises:
-    ValueError: if the victim is not a Linen model with Dense/Conv layers.
-  """
-  calls = []
-
-  def interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    m = context.module
-    if context.method_name == "__call__" and isinstance(
-        m, (nn.Dense, nn.Conv, models_common.Conv, nn.BatchNorm)):
-      calls.append((m, tuple(m.scope.path), args[0].shape[1:],
-                    out.shape[1:]))
-    return out
-
-  variables = jax.eval_shape(
-      lambda: victim_lib.init_variables(victim, jax.random.key(0)))
-
-  def run(v, x):
-    with nn.intercept_methods(interceptor):
-      return victim.apply(v, x)
-
-  jax.eval_shape(run, variables,
-                 jax.ShapeDtypeStruct((1,) + tuple(victim.input_shape),
-                                      jnp.float32))
-  params = variables["params"]
-  layers = []
-  for i, (m, path, shape_in, shape_out) in enumerate(calls):
-    if isinstance(m, nn.BatchNorm):
-      continue
-    node = params
-    for p in path:
-      node = node[p]
-    if "kernel" not in node:
-      continue
-    bias_path = path + ("bias",) if "bias" in node else None
-    if bias_path is None and i + 1 < len(calls):
-      nxt, npath = calls[i + 1][0], calls[i + 1][1]
-      bn = params
-      for p in npath:
-        bn = bn[p]
-      if isinstance(nxt, nn.BatchNorm) and "bias" in bn:
-        bias_path = npath + ("bias",)
-    conv = None
-    if isinstance(m, models_common.Conv):  # gitjax's victims' convolutions.
-      conv = _hashable((m.kernel_size, m.strides, m.padding, 1, 1, 1))
-    elif isinstance(m, nn.Conv):
-      conv = _hashable((m.kernel_size, m.strides, m.padding, m.input_dilation,
-                        m.kernel_dilation, m.feature_group_count))
-    if conv is not None and conv[-1] != 1:
-      raise ValueError(f"GIT does not support grouped convolutions "
-                       f"({'/'.join(path)})")
-    layers.append(LayerSpec(
-        path=path, kind="conv" if conv else "dense",
-        kernel_shape=tuple(node["kernel"].shape), bias_path=bias_path,
-        input_shape=tuple(shape_in), output_shape=tuple(shape_out),
-        conv=conv))
-  if not layers:
-    raise ValueError(
-        f"GIT needs a Linen victim with Dense/Conv layers; {victim.name!r} "
-        "has none it can trace")
-  if len({l.path for l in layers}) != len(layers):
-    raise ValueError(f"victim {victim.name!r} calls a layer twice (weight "
-                     "sharing); GIT's reverse chain needs each layer once")
-  return tuple(layers)
-
-
-def victim_groups(victim: victim_lib.Victim) -> tuple[GroupSpec, ...]:
-  """Groups ``victim_layers`` by top-level module, in call order."""
-  groups: dict[str, list[LayerSpec]] = {}
-  for layer in victim_layers(victim):
-    groups.setdefault(layer.path[0], []).append(layer)
-  return tuple(
-      GroupSpec(name=name, layers=tuple(ls), input_shape=ls[0].input_shape,
-                output_shape=ls[-1].output_shape)
-      for name, ls in groups.items())
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +79,7 @@ def fit(x: jax.Array, shape: tuple) -> jax.Array:
   return jax.image.resize(x, (n, h, w, c), "linear")
 
 
-def _normalize(t: jax.Array, axes) -> tuple[jax.Array, jax.Array]:
+def _to_unit_norm(t: jax.Array, axes) -> tuple[jax.Array, jax.Array]:
   """t / |t| over ``axes`` (per example) and log |t|."""
   norm = jnp.sqrt(jnp.sum(jnp.square(t), axis=axes, keepdims=True))
   return t / (norm + 1e-20), jnp.log(norm + 1e-20)
@@ -216,8 +106,8 @@ def conv_apply(x, kernel, conv):
   return layer.apply({"params": {"kernel": kernel}}, x)
 
 
-def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer: LayerSpec
-                 ) -> jax.Array:
+def back_project(kernel_grad: jax.Array, deltas: jax.Array,
+                 layer: layer_trace.LayerSpec) -> jax.Array:
   """Transposed convolution of error maps with a (per-example) kernel.
 
   Args:
@@ -249,7 +139,7 @@ class ResUnit(nn.Module):
 
 class DenseInverse(nn.Module):
   """Inverts one Dense layer: state of its output -> state of its input."""
-  layer: LayerSpec
+  layer: layer_trace.LayerSpec
   heads: int
   channels: int
 
@@ -262,8 +152,8 @@ class DenseInverse(nn.Module):
     sq = jnp.sum(jnp.square(d), axis=-1)[:, None]
     exact = jnp.einsum("nio,no->ni", g, d) / (sq + 1e-20)
     exact = 10.0 * jnp.tanh(exact / 10.0)
-    g_n, g_log = _normalize(g, (1, 2))
-    d_n, d_log = _normalize(d, (1,))
+    g_n, g_log = _to_unit_norm(g, (1, 2))
+    d_n, d_log = _to_unit_norm(d, (1,))
     dirs = self.param("directions", nn.initializers.normal(1.0),
                       (f_out, self.heads))
     deltas = d_n[:, :, None] * dirs[None]  # [N, F_out, heads]
@@ -286,7 +176,7 @@ class DenseInverse(nn.Module):
 
 class ConvInverse(nn.Module):
   """Inverts one Conv layer: state of its output -> state of its input."""
-  layer: LayerSpec
+  layer: layer_trace.LayerSpec
   heads: int
   width: int
   depth: int
@@ -301,8 +191,8 @@ class ConvInverse(nn.Module):
     h_in, w_in, c_in = layer.input_shape
     h_out, w_out, _ = layer.output_shape
     d = bias_grad if bias_grad is not None else jnp.ones((n, c_out))
-    g_n, g_log = _normalize(g, (1, 2, 3, 4))
-    d_n, d_log = _normalize(d, (1,))
+    g_n, g_log = _to_unit_norm(g, (1, 2, 3, 4))
+    d_n, d_log = _to_unit_norm(d, (1,))
     summary = jnp.einsum("nabio,no->nabi", g_n, d_n).reshape(n, -1)
     glob = [cond, g_log.reshape(n, 1), d_log, summary]
     if g[0].size <= self.max_dense_kernel:
@@ -330,7 +220,7 @@ class ConvInverse(nn.Module):
 
 class GroupInverse(nn.Module):
   """Inverts a group (one layer, or a residual block) in reverse order."""
-  group: GroupSpec
+  group: layer_trace.GroupSpec
   heads: int
   width: int
   depth: int
@@ -373,7 +263,7 @@ class GIT(nn.Module):
   """Coarse-GIT: one block per victim group, chained in reverse order.
 
   Attributes:
-    groups: ``victim_groups(victim)``.
+    groups: ``layer_trace.victim_groups(victim)``.
     image_shape: (H, W, C) of one image.
     batch_size: B, images per message.
     width: channels of the spatial estimates.
@@ -431,59 +321,6 @@ class GIT(nn.Module):
 
 
 # ---------------------------------------------------------------------------
-# Learning to Invert (Wu et al. 2023).
-
-
-def num_params(victim: victim_lib.Victim) -> int:
-  params = jax.eval_shape(
-      lambda: victim_lib.init_variables(victim, jax.random.key(0)))["params"]
-  return sum(math.prod(l.shape) for l in jax.tree.leaves(params))
-
-
-def sketch_bins(num: int, rate: float | None) -> int | None:
-  """int(P * rate) count-sketch bins, or None without compression."""
-  if rate is None:
-    return None
-  if not 0.0 < rate <= 1.0:
-    raise ValueError(f"sketch_rate must be in (0, 1]; got {rate}")
-  return max(1, int(num * rate))
-
-
-def count_sketch(flat: jax.Array, bins: int, seed: int) -> jax.Array:
-  """Sums the P entries of ``flat`` [N, P] into ``bins`` hashed bins (no signs).
-
-  The hash is a fixed function of ``seed``: entry j goes to bin
-  ``randint(key(seed))[j]``, the same at training and at attack time.
-  """
-  p = flat.shape[-1]
-  index = jax.random.randint(jax.random.key(seed), (p,), 0, bins)
-  return jax.vmap(lambda v: jax.ops.segment_sum(v, index, bins))(flat)
-
-
-class LTI(nn.Module):
-  """Learning to Invert: an MLP on the flattened (sketched) gradient."""
-  image_shape: tuple
-  batch_size: int = 1
-  hidden: int = 3000
-  sketch_bins: int | None = None
-  sketch_seed: int = 0
-
-  @nn.compact
-  def __call__(self, grads, labels=None):
-    leaves = jax.tree.leaves(grads)
-    n = leaves[0].shape[0]
-    x = jnp.concatenate([l.reshape(n, -1) for l in leaves], -1)  # [N, P]
-    if self.sketch_bins is not None:
-      x = count_sketch(x, self.sketch_bins, self.sketch_seed)
-    if labels is not None:
-      x = jnp.concatenate([x, labels.reshape(n, -1)], -1)
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    x = nn.relu(nn.Dense(self.hidden)(x))
-    x = nn.Dense(self.batch_size * math.prod(self.image_shape))(x)
-    return nn.sigmoid(x).reshape((n, self.batch_size) + self.image_shape)
-
-
-# ---------------------------------------------------------------------------
 # Construction from a config.
 
 INVERTERS = ("git", "lti")
@@ -518,8 +355,9 @@ def make_inverter(config: Any, victim: victim_lib.Victim,
                      f"{sorted(known)}")
   image_shape = tuple(int(s) for s in image_shape)
   if name == "git":
-    return GIT(groups=victim_groups(victim), image_shape=image_shape,
-               batch_size=batch_size, **cfg)
-  bins = sketch_bins(num_params(victim), cfg.pop("sketch_rate", None))
-  return LTI(image_shape=image_shape, batch_size=batch_size,
-             sketch_bins=bins, **cfg)
+    return GIT(groups=layer_trace.victim_groups(victim),
+               image_shape=image_shape, batch_size=batch_size, **cfg)
+  bins = lti.sketch_bins(lti.num_params(victim),
+                         cfg.pop("sketch_rate", None))
+  return lti.LTI(image_shape=image_shape, batch_size=batch_size,
+                 sketch_bins=bins, **cfg)

@@ -186,7 +186,7 @@ def _lpips_model(net: str):
   return functools.partial(distance, params)
 
 
-def _to_unit_range(x, data_range):
+def _to_signed_range(x, data_range):
   """Maps images to [-1, 1]: [-1, 1] if data_range == 2, else [0, range]."""
   x = jnp.asarray(x, jnp.float32)
   if float(data_range) == 2.0:
@@ -228,8 +228,8 @@ def lpips(x, y, *, net: str = "vgg", data_range: float = 1.0,
   """
   check_images(x, y)
   distance = _lpips_model(net)
-  x = _lpips_inputs(_to_unit_range(x, data_range), net)
-  y = _lpips_inputs(_to_unit_range(y, data_range), net)
+  x = _lpips_inputs(_to_signed_range(x, data_range), net)
+  y = _lpips_inputs(_to_signed_range(y, data_range), net)
   parts = [distance(x[i:i + batch_size], y[i:i + batch_size])
            for i in range(0, x.shape[0], batch_size)]
   return jnp.concatenate(parts)

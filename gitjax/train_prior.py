@@ -4,7 +4,8 @@
 ``generators.Critic`` with the WGAN-GP loss (Gulrajani et al. 2017) on a
 gitjax dataset, and writes into ``workdir``:
 
-* ``config.json``: the training config (``load_generator`` rebuilds from it);
+* ``config.json``: the training config (``gitjax.loading.generator``
+  rebuilds the generator from it, with ``gitjax.prior_setup``);
 * ``checkpoints/``: Orbax checkpoints of the whole training state; a run
   started again on the same workdir resumes where it stopped, identically
   (batches and noise are functions of the seed and the step);
@@ -22,11 +23,9 @@ without optimizing.
 """
 
 import functools
-import json
 import logging
 import os
 import time
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +36,8 @@ import optax
 from gitjax import checkpoint as ckpt_lib
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
+from gitjax import loading
+from gitjax import prior_setup
 from gitjax import report
 from gitjax import rundir
 
@@ -46,42 +47,9 @@ METRICS_LOG = "metrics.jsonl"
 MUTABLE = ("log_every", "sample_every", "checkpoint_every",
            "keep_checkpoints", "max_minutes", "progress")
 
-
-class Models(NamedTuple):
-  gen: gen_lib.Generator
-  critic: gen_lib.CriticFns
-  gen_tx: optax.GradientTransformation
-  critic_tx: optax.GradientTransformation
-
-
-def _plain(x):
-  return x.to_dict() if hasattr(x, "to_dict") else dict(x)
-
-
-def make_models(config) -> Models:
-  """The generator, critic and their optimizers described by ``config``."""
-  gkw = _plain(config.generator)
-  name = gkw.pop("name")
-  gen = gen_lib.make_generator(name, **gkw)
-  size, _, channels = gen.image_shape
-  critic = gen_lib.make_critic(config.critic.width, size, channels)
-  opt = _plain(config.optimizer)
-  gen_tx = optax.adam(opt["lr_generator"], b1=opt["b1"], b2=opt["b2"])
-  critic_tx = optax.adam(opt["lr_critic"], b1=opt["b1"], b2=opt["b2"])
-  return Models(gen, critic, gen_tx, critic_tx)
-
-
-def create_train_state(models: Models, key) -> dict:
-  kg, kc = jax.random.split(key)
-  gen_vars = models.gen.init(kg)
-  critic_vars = models.critic.init(kc)
-  return {
-      "gen": gen_vars,
-      "critic": critic_vars,
-      "gen_opt": models.gen_tx.init(gen_vars["params"]),
-      "critic_opt": models.critic_tx.init(critic_vars["params"]),
-      "step": jnp.zeros((), jnp.int32),
-  }
+# Reached through this module by gitjax/attacks/ggl.py and gismn.py (owned
+# elsewhere) until they call gitjax.loading.generator themselves.
+load_generator = loading.generator
 
 
 def _critic_loss(models, critic_params, real, fake, key, gp_weight, drift):
@@ -98,13 +66,14 @@ def _critic_loss(models, critic_params, real, fake, key, gp_weight, drift):
 
 
 @functools.partial(jax.jit, static_argnums=(0,), donate_argnums=(1,))
-def train_step(models: Models, state: dict, reals: jax.Array, key,
+def train_step(models: prior_setup.Models, state: dict, reals: jax.Array, key,
                gp_weight: float = 10.0, drift: float = 1e-3):
   """One WGAN-GP step: len(reals) critic updates, then one generator update.
 
   Args:
     models: the generator, critic and optimizers (static).
-    state: the training state (``create_train_state``); donated.
+    state: the training state (``prior_setup.create_train_state``);
+      donated.
     reals: [n_critic, B, H, W, C] real batches in [-1, 1].
     key: this step's randomness.
     gp_weight: gradient penalty weight (10 in WGAN-GP).
@@ -192,7 +161,7 @@ def coverage_mse(gen: gen_lib.Generator, variables, z, reals) -> jax.Array:
 
 
 def load_data(config) -> data_lib.Dataset:
-  d = _plain(config.data)
+  d = prior_setup.plain(config.data)
   ds = data_lib.load(
       d["name"], data_dir=d.get("data_dir"), split=d.get("split", "train"),
       image_size=d.get("image_size"), channels=d.get("channels"),
@@ -237,7 +206,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
   if run.finished is not None:
     return run.finished
   workdir = run.path
-  models = make_models(config)
+  models = prior_setup.make_models(config)
   ds = dataset if dataset is not None else load_data(config)
   _check(config, ds, models.gen)
   images = ds.images * 2.0 - 1.0  # [N, H, W, C] in [-1, 1].
@@ -248,7 +217,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                every=config.checkpoint_every,
                                keep=config.keep_checkpoints)
-  state, start = ckpt.restore_or(create_train_state(models, k_init),
+  state, start = ckpt.restore_or(prior_setup.create_train_state(models, k_init),
                                  resume=resume)
   run.trim_jsonl(METRICS_LOG, start)
   if start:
@@ -314,34 +283,3 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
   logging.info("%s: %s", "Final" if final["step"] == config.steps
                else "Stopped early", final)
   return final
-
-
-def load_generator(workdir: str) -> tuple[gen_lib.Generator, Any]:
-  """Rebuilds a trained generator from its run directory.
-
-  Returns:
-    (generator, its variables) from the latest checkpoint of ``workdir``.
-
-  Raises:
-    FileNotFoundError: if ``workdir`` holds no config.json or checkpoint.
-  """
-  if not workdir:
-    raise ValueError("generator_dir is not set: train a prior with "
-                     "`python -m launch.train_prior` and pass its workdir")
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{path} not found: generator_dir must be the workdir of a "
-        "launch.train_prior run")
-  with open(path) as f:
-    config = mlc.ConfigDict(json.load(f))
-  models = make_models(config)
-  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-  step = ckpt.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  like = jax.eval_shape(lambda: create_train_state(models,
-                                                   jax.random.key(0)))
-  state = ckpt.restore(step, like)
-  ckpt.close()
-  return models.gen, state["gen"]

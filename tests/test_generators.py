@@ -12,6 +12,8 @@ from configs import prior_dcgan_celeba
 from configs import prior_style_cifar10
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
+from gitjax import loading
+from gitjax import prior_setup
 from gitjax import train_prior
 from gitjax.errors import InputError
 from tests import helpers
@@ -108,15 +110,15 @@ def test_training_moves_samples_toward_data(tmp_path, name):
   config.optimizer.lr_generator = 5e-3
   config.optimizer.lr_critic = 5e-3
   ds = _pattern_dataset()
-  models = train_prior.make_models(config)
-  state0 = train_prior.create_train_state(models, jax.random.key(0))
+  models = prior_setup.make_models(config)
+  state0 = prior_setup.create_train_state(models, jax.random.key(0))
   z = jax.random.normal(jax.random.key(5), (16, models.gen.latent_dim))
   reals = jnp.asarray(ds.images[-config.holdout:] * 2 - 1)
   before = float(train_prior.coverage_mse(models.gen, state0["gen"], z,
                                           reals))
   final = train_prior.train_and_evaluate(config, str(tmp_path), ds)
   assert final["step"] == 30
-  gen, gen_vars = train_prior.load_generator(str(tmp_path))
+  gen, gen_vars = loading.generator(str(tmp_path))
   after = float(train_prior.coverage_mse(gen, gen_vars, z, reals))
   # The samples move toward the (one-pattern) data: measured 0.84 -> 0.54
   # (dcgan) and 0.80 -> 0.06 (style) with these seeds.
@@ -135,8 +137,8 @@ def test_resume_is_identical(tmp_path):
   assert part["step"] == 2
   assert not (tmp_path / "resumed" / "final.json").exists()
   train_prior.train_and_evaluate(config, str(tmp_path / "resumed"), ds)
-  _, a = train_prior.load_generator(str(tmp_path / "straight"))
-  _, b = train_prior.load_generator(str(tmp_path / "resumed"))
+  _, a = loading.generator(str(tmp_path / "straight"))
+  _, b = loading.generator(str(tmp_path / "resumed"))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
@@ -158,10 +160,11 @@ def test_training_input_errors(tmp_path):
   with pytest.raises(ValueError, match="at least batch_size"):
     train_prior.train_and_evaluate(config, str(tmp_path / "b"),
                                    _pattern_dataset(n=6))
-  with pytest.raises(FileNotFoundError, match="config.json not found"):
-    train_prior.load_generator(str(tmp_path / "nowhere"))
-  with pytest.raises(ValueError, match="generator_dir is not set"):
-    train_prior.load_generator(None)
+  with pytest.raises(loading.RunNotFoundError,
+                     match=f"{tmp_path}/nowhere/config.json not found"):
+    loading.generator(str(tmp_path / "nowhere"))
+  with pytest.raises(InputError, match="generator_dir is not set"):
+    loading.generator(None)
 
 
 def test_finished_prior_survives_a_refused_and_a_repeated_run(tmp_path):
@@ -179,5 +182,5 @@ def test_finished_prior_survives_a_refused_and_a_repeated_run(tmp_path):
       json.loads(before["final.json"]))
   assert helpers.snapshot(tmp_path) == before
   assert final["step"] == 2
-  gen, _ = train_prior.load_generator(str(tmp_path))  # Still loads.
+  gen, _ = loading.generator(str(tmp_path))  # Still loads.
   assert gen.image_shape == (8, 8, 3)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from gitjax import inverter
+from gitjax import inverter_eval
+from gitjax import layer_trace
+from gitjax import lti
 from gitjax import models
-from gitjax import train_inverter
 from gitjax import victim as victim_lib
 
 SHAPE = (8, 8, 3)
@@ -45,7 +47,7 @@ GIT_SMALL = dict(name="git", width=4, heads=2, depth=1, channels=2,
 ])
 def test_git_follows_the_victim_tree(name, kw, groups, layers):
   victim = _victim(name, **kw)
-  specs = inverter.victim_groups(victim)
+  specs = layer_trace.victim_groups(victim)
   params = jax.eval_shape(
       lambda: victim_lib.init_variables(victim, jax.random.key(0)))["params"]
   with_kernel = [k for k, v in params.items() if any(
@@ -69,7 +71,7 @@ def test_git_follows_the_victim_tree(name, kw, groups, layers):
 
 def test_resnet_blocks_use_batchnorm_bias_and_skip():
   victim = _victim("resnet20", width=2)
-  specs = {g.name: g for g in inverter.victim_groups(victim)}
+  specs = {g.name: g for g in layer_trace.victim_groups(victim)}
   block = specs["stage1_block0"]
   assert [l.path[-1] for l in block.layers] == ["conv1", "conv2",
                                                 "shortcut_conv"]
@@ -93,7 +95,7 @@ def test_git_forward_is_finite_and_in_unit_range(key):
 
 def test_back_project_is_the_adjoint_of_the_victim_conv(key):
   victim = _victim("lenet", channels=4)
-  layer = inverter.victim_layers(victim)[1]  # Stride 2, padding 2.
+  layer = layer_trace.victim_layers(victim)[1]  # Stride 2, padding 2.
   k1, k2, k3 = jax.random.split(key, 3)
   kernel = jax.random.normal(k1, (1,) + layer.kernel_shape)
   x = jax.random.normal(k2, (1,) + layer.input_shape)
@@ -128,14 +130,14 @@ def test_fit_reshapes_flat_tensors_exactly():
 
 def test_lti_count_sketch_shapes_and_sums(key):
   victim = _victim("lenet", channels=4)
-  p = inverter.num_params(victim)
-  assert inverter.sketch_bins(p, 0.5) == int(p * 0.5)
-  assert inverter.sketch_bins(p, None) is None
+  p = lti.num_params(victim)
+  assert lti.sketch_bins(p, 0.5) == int(p * 0.5)
+  assert lti.sketch_bins(p, None) is None
   flat = jax.random.normal(key, (3, p))
-  sk = inverter.count_sketch(flat, 17, seed=1)
+  sk = lti.count_sketch(flat, 17, seed=1)
   assert sk.shape == (3, 17)
   np.testing.assert_allclose(sk.sum(-1), flat.sum(-1), rtol=1e-4)  # No signs.
-  np.testing.assert_array_equal(sk, inverter.count_sketch(flat, 17, seed=1))
+  np.testing.assert_array_equal(sk, lti.count_sketch(flat, 17, seed=1))
   module = inverter.make_inverter(
       dict(name="lti", hidden=8, sketch_rate=0.25), victim, SHAPE,
       batch_size=2)
@@ -159,7 +161,7 @@ def test_bad_inverter_configs(config, match):
 def test_git_needs_a_linen_victim():
   victim = models.make_victim("two_layer", input_shape=SHAPE, width=4)
   with pytest.raises(ValueError, match="GIT needs a Linen victim"):
-    inverter.victim_groups(victim)
+    layer_trace.victim_groups(victim)
 
 
 @pytest.mark.parametrize("b", [1, 3, 7])
@@ -167,12 +169,12 @@ def test_matched_errors_are_permutation_invariant(key, b):
   x = jax.random.uniform(key, (2, b, 4, 4, 3))
   perm = np.random.default_rng(0).permutation(b)
   x_hat = x[:, perm] + 0.1
-  err = jax.jit(train_inverter.matched_sq_errors)(x_hat, x)
+  err = jax.jit(inverter_eval.matched_sq_errors)(x_hat, x)
   np.testing.assert_allclose(err, 0.01, rtol=1e-4)
   noisy = jax.random.uniform(jax.random.key(1), x.shape)
   xn, nn_ = np.asarray(x).reshape(2, b, -1), np.asarray(noisy).reshape(2, b, -1)
   cost = ((nn_[:, :, None] - xn[:, None]) ** 2).mean(-1)  # [N, B_hat, B]
   brute = [min(cost[n, list(p), range(b)].mean()
                for p in itertools.permutations(range(b))) for n in range(2)]
-  np.testing.assert_allclose(train_inverter.matched_sq_errors(noisy, x),
+  np.testing.assert_allclose(inverter_eval.matched_sq_errors(noisy, x),
                              brute, rtol=1e-5)

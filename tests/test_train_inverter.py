@@ -13,7 +13,10 @@ from configs import common
 from configs import git_lenet
 from configs import lti_lenet
 from gitjax import checkpoint
+from gitjax import errors
 from gitjax import experiments
+from gitjax import inverter_setup
+from gitjax import loading
 from gitjax import train_inverter
 from tests import helpers
 
@@ -50,7 +53,7 @@ def _config(steps=40, **inverter):
 
 def _leaves(workdir):
   return [np.asarray(x)
-          for x in jax.tree.leaves(train_inverter.load(workdir).params)]
+          for x in jax.tree.leaves(loading.inverter(workdir).params)]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +99,7 @@ def test_mismatched_or_corrupt_workdir_is_a_clear_error(trained):
   with pytest.raises(ValueError, match="different config .*inverter.width"):
     train_inverter.train_and_evaluate(_config(width=5), trained)
   assert helpers.snapshot(trained) == before  # Byte-identical.
-  assert train_inverter.load(trained).step == 40
+  assert loading.inverter(trained).step == 40
   # A checkpoint that does not fit the expected state: Orbax refuses.
   with pytest.raises(checkpoint.CheckpointError, match="step 40"):
     ck = checkpoint.Checkpointer(trained + "/checkpoints")
@@ -140,7 +143,7 @@ def test_lti_trains(tmp_path):
   lti.train.update(batch_size=8, num_steps=2)
   out = train_inverter.train_and_evaluate(lti, str(tmp_path / "lti"))
   assert out["finished"] and 0.0 < out["eval_mse"] < 1.0
-  assert train_inverter.load(tmp_path / "lti").setup.inverter.hidden == 8
+  assert loading.inverter(tmp_path / "lti").setup.inverter.hidden == 8
 
 
 def test_batch_of_images_with_noise_and_shared_labels(tmp_path):
@@ -150,7 +153,7 @@ def test_batch_of_images_with_noise_and_shared_labels(tmp_path):
                      defense=[dict(name="gaussian", sigma=0.01)])
   out = train_inverter.train_and_evaluate(config, str(tmp_path / "b2"))
   assert out["finished"] and np.isfinite(out["eval_mse"])
-  trained = train_inverter.load(tmp_path / "b2")
+  trained = loading.inverter(tmp_path / "b2")
   assert trained.setup.inverter.batch_size == 2
 
 
@@ -199,7 +202,7 @@ def test_bad_leak_settings(field, value, match):
   config = _config()
   config.leak[field] = value
   with pytest.raises(ValueError, match=match):
-    train_inverter.leak_settings(config)
+    inverter_setup.leak_settings(config)
 
 
 def test_batch_must_split_over_devices(tmp_path):
@@ -210,8 +213,15 @@ def test_batch_must_split_over_devices(tmp_path):
 
 
 def test_load_without_a_run_is_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no inverter training run"):
-    train_inverter.load(tmp_path)
+  with pytest.raises(loading.RunNotFoundError,
+                     match=f"no inverter training run in {tmp_path}"):
+    loading.inverter(tmp_path)
+  (tmp_path / "config.json").write_text(json.dumps(_config().to_dict()))
+  (tmp_path / "run_info.json").write_text(
+      json.dumps(dict(image_shape=[8, 8, 3], num_classes=10)))
+  with pytest.raises(errors.InputError, match="no checkpoint in .*checkpoints"):
+    loading.inverter(tmp_path)
+  assert issubclass(loading.RunNotFoundError, FileNotFoundError)
 
 
 def _case(trained, attack, batch_size=1):

@@ -23,7 +23,6 @@ parameter-discrepancy setting, reported as ``info["param_discrepancy"]``.
 """
 
 import functools
-import os
 import time
 from typing import NamedTuple
 
@@ -31,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from gitjax import leak as leak_lib
-from gitjax import train_inverter
+from gitjax import loading
 from gitjax.attacks import gradient_matching
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import matching
@@ -64,22 +63,7 @@ def _fields(config, known: dict, extra=()) -> tuple[dict, dict]:
   return ours, cfg
 
 
-@functools.lru_cache(maxsize=8)
-def _load(directory: str, step, mtime: float):
-  del mtime  # Part of the cache key: a newer checkpoint reloads.
-  return train_inverter.load(directory, step)
-
-
-def load(directory: str, step: int | None = None
-         ) -> train_inverter.Trained:
-  """A trained inverter (cached per directory and latest checkpoint)."""
-  directory = os.path.abspath(os.fspath(directory))
-  ckpt = os.path.join(directory, "checkpoints")
-  mtime = os.path.getmtime(ckpt) if os.path.isdir(ckpt) else 0.0
-  return _load(directory, step, mtime)
-
-
-def check_compatible(trained: train_inverter.Trained, leak, victim,
+def check_compatible(trained: loading.Trained, leak, victim,
                      kind: str) -> None:
   """Raises ValueError if the inverter cannot invert this leak."""
   setup = trained.setup
@@ -125,7 +109,7 @@ def _forward(inverter):
   return jax.jit(inverter.apply)
 
 
-def invert(trained: train_inverter.Trained, leak) -> tuple[jax.Array, dict]:
+def invert(trained: loading.Trained, leak) -> tuple[jax.Array, dict]:
   """The inverter's images for the leak, in the victim's input space.
 
   Returns:
@@ -175,7 +159,7 @@ def _run(leak, victim, config, kind: str):
 
 def _invert_leak(leak, victim, fields, kind):
   leak_lib.validate(leak, victim)
-  trained = load(fields["inverter_dir"], fields["step"])
+  trained = loading.inverter(fields["inverter_dir"], fields["step"])
   check_compatible(trained, leak, victim, kind)
   images, timing = invert(trained, leak)
   b = trained.setup.leak.batch_size

@@ -1,0 +1,137 @@
+"""Loads trained inverters and generative priors from their run directories.
+
+The attacks load what ``launch.train_inverter`` and ``launch.train_prior``
+trained through this module, never through the trainers: it needs only what
+rebuilds a model (``inverter_setup``, ``prior_setup``) and the checkpoints.
+
+Loads are cached per absolute directory (and step), keyed also by the
+modification time of ``<directory>/checkpoints``, so a run that saved a newer
+checkpoint since is loaded again.
+"""
+
+import functools
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+
+from gitjax import checkpoint
+from gitjax import generators as gen_lib
+from gitjax import inverter_setup
+from gitjax import prior_setup
+from gitjax.errors import InputError
+
+CONFIG = "config.json"  # Written by ``rundir.open_run``.
+CHECKPOINTS = "checkpoints"
+
+
+class RunNotFoundError(FileNotFoundError, InputError):
+  """A training run's directory, config or checkpoint is missing.
+
+  A ``FileNotFoundError``, as these errors always were, and an
+  ``InputError``, which the launchers print as one line.
+  """
+
+
+class Trained(NamedTuple):
+  """A trained inverter, as ``inverter`` returns it."""
+  config: Any  # The training config (ConfigDict).
+  setup: inverter_setup.Setup
+  params: Any
+  step: int
+  workdir: str
+
+
+def _checkpoints_mtime(directory: str) -> float:
+  path = os.path.join(directory, CHECKPOINTS)
+  return os.path.getmtime(path) if os.path.isdir(path) else 0.0
+
+
+def _read_json(directory: str, name: str) -> Any:
+  with open(os.path.join(directory, name), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _restore(directory: str, step: int | None, like_fn) -> tuple[int, Any]:
+  """(step, state) of ``step`` (default: the latest) into ``like_fn()``."""
+  ckpt = checkpoint.Checkpointer(os.path.join(directory, CHECKPOINTS),
+                                 every=10**9)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise RunNotFoundError(f"no checkpoint in {directory}/{CHECKPOINTS}: "
+                             "the training run has not saved one yet")
+    like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                        jax.eval_shape(like_fn))
+    return int(step), ckpt.restore(step, like)
+  finally:
+    ckpt.close()
+
+
+def inverter(directory: str, step: int | None = None) -> Trained:
+  """The inverter trained in ``directory`` (latest step by default), cached.
+
+  Raises:
+    RunNotFoundError: if ``directory`` has no config.json or no checkpoint.
+    checkpoint.CheckpointError: if the checkpoint does not match the config.
+  """
+  if not directory:
+    raise InputError("inverter_dir is not set: train an inverter with "
+                     "`python -m launch.train_inverter` and pass its workdir")
+  directory = os.path.abspath(os.fspath(directory))
+  return _inverter(directory, step, _checkpoints_mtime(directory))
+
+
+@functools.lru_cache(maxsize=8)
+def _inverter(directory: str, step: int | None, mtime: float) -> Trained:
+  del mtime  # Part of the cache key: a newer checkpoint reloads.
+  path = os.path.join(directory, CONFIG)
+  if not os.path.exists(path):
+    raise RunNotFoundError(
+        f"no inverter training run in {directory} (missing {path}); train "
+        "one with python -m launch.train_inverter --config=... --workdir=...")
+  config = mlc.ConfigDict(_read_json(directory, CONFIG))
+  info = _read_json(directory, inverter_setup.RUN_INFO)
+  setup = inverter_setup.make_setup(config, tuple(info["image_shape"]),
+                                    int(info["num_classes"]))
+  step, state = _restore(
+      directory, step,
+      lambda: inverter_setup.init_state(setup, 0)._asdict())
+  return Trained(config, setup, state["params"], step, directory)
+
+
+def generator(directory: str) -> tuple[gen_lib.Generator, Any]:
+  """The generator trained in ``directory`` and its variables, cached.
+
+  Returns:
+    (generator, its variables) from the latest checkpoint of ``directory``.
+
+  Raises:
+    InputError: if ``directory`` is not set.
+    RunNotFoundError: if ``directory`` holds no config.json or checkpoint.
+  """
+  if not directory:
+    raise InputError("generator_dir is not set: train a prior with "
+                     "`python -m launch.train_prior` and pass its workdir")
+  directory = os.path.abspath(os.fspath(directory))
+  return _generator(directory, _checkpoints_mtime(directory))
+
+
+@functools.lru_cache(maxsize=4)
+def _generator(directory: str, mtime: float
+               ) -> tuple[gen_lib.Generator, Any]:
+  del mtime  # Part of the cache key: a newer checkpoint reloads.
+  path = os.path.join(directory, CONFIG)
+  if not os.path.exists(path):
+    raise RunNotFoundError(
+        f"{path} not found: generator_dir must be the workdir of a "
+        "launch.train_prior run")
+  models = prior_setup.make_models(
+      mlc.ConfigDict(_read_json(directory, CONFIG)))
+  _, state = _restore(
+      directory, None,
+      lambda: prior_setup.create_train_state(models, jax.random.key(0)))
+  return models.gen, state["gen"]
