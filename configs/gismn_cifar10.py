@@ -37,12 +37,11 @@ def get_config(arg=None):
   config.victim = dict(name="resnet18", width=64)
   config.leak.defense = DEFENSES[arg.defense]
   config.attack = dict(name="gismn", generator_dir=arg.generator_dir,
-                       steps=3600, lr=0.1, distance="l1", log_every=400)
+                       steps=3600, lr=0.1, distance="l1")
   config.eval.lpips_net = "alex"
   if arg.cpu:
     config.victim.width = 8
     config.attack.steps = 300
-    config.attack.log_every = 50
   if arg.smoke:
     # Embedded 8x8 photos: the smoke priors' size; no data download.
     config.data.update(name="embedded", data_dir=None, image_size=8)

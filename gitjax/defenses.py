@@ -2,9 +2,10 @@
 
 Each defense is ``fn(message, key, **settings) -> message`` on a params-shaped
 tree. Soteria also needs the client's inputs (``victim``, ``variables``,
-``xs``); DP-SGD changes how the message is computed and lives in
-``dp_sgd_message``. ``apply(spec, message, key, **context)`` runs a config:
-one ``dict(name=..., **settings)`` or a list of them, in order.
+``xs``); DP-SGD changes how the message is computed and lives with the rest
+of the client in ``gitjax.client_model``, as do the attacker's models of
+these defenses. ``apply(spec, message, key, **context)`` runs a config: one
+``dict(name=..., **settings)`` or a list of them, in order.
 """
 
 import jax
@@ -45,12 +46,24 @@ def clip(message, key=None, *, max_norm: float):
   return jax.tree.map(lambda m: m * factor, message)
 
 
+def clip_tensor(m: jax.Array, max_norm) -> jax.Array:
+  """One tensor scaled to L2 norm at most ``max_norm``."""
+  return m * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(m) + 1e-12))
+
+
 def clip_per_layer(message, key=None, *, max_norm: float):
   """Clips each parameter tensor to L2 norm at most ``max_norm``."""
   del key
-  def one(m):
-    return m * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(m) + 1e-12))
-  return jax.tree.map(one, message)
+  return jax.tree.map(lambda m: clip_tensor(m, max_norm), message)
+
+
+def prune_tensor(m: jax.Array, rate: float) -> jax.Array:
+  """Zeroes the ``rate`` fraction of entries of ``m`` smallest in |m|."""
+  k = int(round(rate * m.size))  # Entries to drop.
+  if k == 0:
+    return m
+  thresh = jnp.sort(jnp.abs(m).ravel())[k - 1]
+  return jnp.where(jnp.abs(m) > thresh, m, 0.0)
 
 
 def prune(message, key=None, *, rate: float):
@@ -58,13 +71,7 @@ def prune(message, key=None, *, rate: float):
   del key
   if not 0.0 <= rate < 1.0:
     raise ValueError(f"prune rate must be in [0, 1); got {rate}")
-  def one(m):
-    k = int(round(rate * m.size))  # Entries to drop.
-    if k == 0:
-      return m
-    thresh = jnp.sort(jnp.abs(m).ravel())[k - 1]
-    return jnp.where(jnp.abs(m) > thresh, m, 0.0)
-  return jax.tree.map(one, message)
+  return jax.tree.map(lambda m: prune_tensor(m, rate), message)
 
 
 def sign(message, key=None):
@@ -123,15 +130,19 @@ def soteria_mask(victim, variables, xs, rate: float) -> jax.Array:
   return score > thresh
 
 
-def soteria(message, key=None, *, rate: float, victim, variables, xs):
-  """Zeroes the rows of the head's kernel gradient for pruned features."""
-  del key
-  keep = soteria_mask(victim, variables, xs, rate)  # [F]
+def keep_head_rows(message, keep):
+  """Zeroes the rows of the head's kernel gradient where ``keep`` is False."""
   if "head" not in message:
     raise ValueError("soteria needs a message with a 'head' layer")
   head = dict(message["head"])
-  head["kernel"] = head["kernel"] * keep[:, None]
+  head["kernel"] = head["kernel"] * jnp.asarray(keep)[:, None]
   return {**message, "head": head}
+
+
+def soteria(message, key=None, *, rate: float, victim, variables, xs):
+  """Zeroes the rows of the head's kernel gradient for pruned features."""
+  del key
+  return keep_head_rows(message, soteria_mask(victim, variables, xs, rate))
 
 
 DEFENSES = {
@@ -146,7 +157,7 @@ DEFENSES = {
     "soteria": soteria,
 }
 NEEDS_INPUTS = frozenset({"soteria"})
-# DP-SGD is a protocol change, handled by dp_sgd_message.
+# DP-SGD is a protocol change, handled by client_model.dp_sgd_message.
 ALL_NAMES = tuple(sorted(DEFENSES)) + ("dp_sgd",)
 
 
@@ -185,23 +196,3 @@ def apply(spec, message, key, **context):
     except TypeError as e:
       raise ValueError(f"bad settings for defense {name!r}: {e}") from None
   return message
-
-
-def dp_sgd_message(victim, params, state, xs, ys, key, *, clip_norm: float,
-                   noise_multiplier: float,
-                   chunk_size: int | None = None) -> Params:
-  """DP-SGD (Abadi et al. 2016): per-example clipping plus Gaussian noise.
-
-  Each example's gradient is clipped to L2 norm ``clip_norm``; the clipped
-  gradients are summed, N(0, (noise_multiplier * clip_norm)^2) is added, and
-  the sum is divided by B.
-  """
-  grads = victim_lib.per_example_grads(victim, params, state, xs, ys,
-                                       chunk_size)  # Leaves [B, ...].
-  sq = sum(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1)
-           for g in jax.tree.leaves(grads))  # [B]
-  factor = jnp.minimum(1.0, clip_norm / (jnp.sqrt(sq) + 1e-12))  # [B]
-  summed = jax.tree.map(
-      lambda g: jnp.tensordot(factor, g, axes=1), grads)  # Sum of clipped.
-  noisy = gaussian_noise(summed, key, sigma=noise_multiplier * clip_norm)
-  return jax.tree.map(lambda g: g / xs.shape[0], noisy)

@@ -1,8 +1,8 @@
 """Leak simulation: what the attacker sees, kept apart from the ground truth.
 
-``simulate`` plays one federated round: the client computes its message
+``simulate`` plays one federated round: each client computes its message
 (FedSGD gradient, FedAvg weight difference, or a DP-SGD gradient) on its
-private batch, applies its defense, and sends it. The attacker receives a
+private batch, applies its defense, and sends it (``client_model.send``). The attacker receives a
 ``Leak``; the private batch stays in ``GroundTruth`` and is used only for
 scoring, as breaching separates the server payload from the user data.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gitjax import client_model
 from gitjax import defenses
 from gitjax import protocols
 from gitjax import victim as victim_lib
@@ -135,27 +136,16 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
   k_disc, k_def = jax.random.split(key)
   client_vars = discrepant_variables(victim, variables, xs, ys, k_disc,
                                      discrepancy)
-  params, state = victim_lib.split(client_vars)
   spec = defenses.as_list(defense)
-  dp = [s for s in spec if s["name"] == "dp_sgd"]
   b = xs.shape[0] // num_clients
   xs_k = xs.reshape((num_clients, b) + xs.shape[1:])
   ys_k = ys.reshape((num_clients, b) + ys.shape[1:])
   keys = jax.random.split(k_def, num_clients)
 
   def one_client(x, y, k):
-    if dp:
-      if protocol != "fedsgd":
-        raise ValueError("dp_sgd is implemented for the fedsgd protocol")
-      s = {kk: v for kk, v in dp[0].items() if kk != "name"}
-      k, sub = jax.random.split(k)
-      msg = defenses.dp_sgd_message(victim, params, state, x, y, sub,
-                                    chunk_size=chunk_size, **s)
-    else:
-      msg = protocols.client_message(victim, params, state, x, y, protocol,
-                                     protocol_config)
-    return defenses.apply(spec, msg, k, victim=victim, variables=client_vars,
-                          xs=x)
+    return client_model.send(victim, client_vars, x, y, k, protocol=protocol,
+                             protocol_config=protocol_config, defense=spec,
+                             chunk_size=chunk_size)
 
   msgs = [one_client(xs_k[i], ys_k[i], keys[i]) for i in range(num_clients)]
   message = protocols.aggregate(jax.tree.map(lambda *m: jnp.stack(m), *msgs))

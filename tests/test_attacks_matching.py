@@ -1,4 +1,4 @@
-"""The gradient-matching engine, DLG and Inverting Gradients."""
+"""Gradient matching on a leak, DLG and Inverting Gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import gradient_matching as gm
 from gitjax.attacks import matching
+from gitjax.attacks import objectives
 
 
 def _psnr(a, b):
@@ -51,40 +52,6 @@ def test_ig_gradient_distance_falls_and_box_holds(key):
   np.testing.assert_array_equal(np.sort(rec.labels), np.sort(truth.labels))
 
 
-def _quadratic(v, target):
-  return jnp.sum(jnp.square(v - target))
-
-
-def test_restarts_are_vmapped_and_the_best_is_picked():
-  init = jnp.asarray([[5.0], [0.5], [-3.0]])  # [R=3, 1]
-  s = matching.make_settings(optimizer="sgd", signed=False, lr=0.05,
-                             schedule="constant", iterations=5,
-                             progress=False)
-  best, info = matching.optimize(_quadratic, init, s, jnp.asarray([1.0]))
-  assert info["restarts"] == 3 and info["best_trial"] == 1
-  assert info["trial_losses"][1] == min(info["trial_losses"])
-  assert abs(float(best[0]) - 1.0) < 0.5
-  assert info["nonfinite_trials"] == []
-
-
-def _log_loss(v, data):
-  del data
-  return jnp.sum(jnp.square(v - 1.0)) + 0.0 * jnp.sum(jnp.log(v))
-
-
-def test_nonfinite_trial_is_masked_and_reported():
-  init = jnp.asarray([[-0.5], [3.0], [2.0]])  # log(-0.5) is NaN.
-  s = matching.make_settings(optimizer="adam", signed=False, lr=0.1,
-                             schedule="constant", iterations=40,
-                             progress=False)
-  best, info = matching.optimize(_log_loss, init, s)
-  assert info["nonfinite_trials"] == [0] and info["died_at"][0] == 0
-  assert info["trial_losses"][0] == float("inf")
-  assert info["best_trial"] in (1, 2) and np.isfinite(info["loss"])
-  assert all(np.isfinite(info["final_losses"][1:]))
-  assert abs(float(best[0]) - 1.0) < 0.5
-
-
 def test_fedavg_objective_unrolls_local_steps(key):
   cfg = dict(lr=0.1, epochs=2, local_batch_size=1)
   v, leak, truth = _leak(key, name="mlp", b=2, protocol="fedavg",
@@ -120,11 +87,11 @@ def test_bn_prior_reads_every_batchnorm_layer(key):
                          width=2)
   variables = victim_lib.init_variables(v, key)
   xs = jax.random.uniform(key, (2, 12, 12, 3))
-  stats = matching.bn_statistics(v, variables, xs)
+  stats = objectives.bn_statistics(v, variables, xs)
   assert len(stats) == 8 and stats[0][0].shape == (2,)
   np.testing.assert_allclose(stats[0][2], 0.0)  # Running mean at init.
   np.testing.assert_allclose(stats[0][3], 1.0)  # Running var at init.
-  g = jax.jit(jax.grad(lambda x: matching.bn_prior(v, variables, x)))(xs)
+  g = jax.jit(jax.grad(lambda x: objectives.bn_prior(v, variables, x)))(xs)
   assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
 
 
@@ -148,30 +115,30 @@ def test_bad_inputs_raise_clear_errors(key):
   v, leak, _ = _leak(key)
   cfg = dict(iterations=1, progress=False)
   with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
-    gm.attack(leak, v, dict(cfg, optimizer="rmsprop"), key)
+    gm.inverting_gradients(leak, v, dict(cfg, optimizer="rmsprop"), key)
   with pytest.raises(ValueError, match="unknown distance 'cos2'"):
-    gm.attack(leak, v, dict(cfg, objective="cos2"), key)
+    gm.inverting_gradients(leak, v, dict(cfg, objective="cos2"), key)
   with pytest.raises(ValueError, match=r"unknown attack config key\(s\) "
                      r"\['step_size'\]"):
-    gm.attack(leak, v, dict(cfg, step_size=1), key)
+    gm.inverting_gradients(leak, v, dict(cfg, step_size=1), key)
   with pytest.raises(ValueError, match="unknown schedule 'linear'"):
-    gm.attack(leak, v, dict(cfg, schedule="linear"), key)
+    gm.inverting_gradients(leak, v, dict(cfg, schedule="linear"), key)
   with pytest.raises(ValueError, match="unknown init 'noise'"):
-    gm.attack(leak, v, dict(cfg, init="noise"), key)
+    gm.inverting_gradients(leak, v, dict(cfg, init="noise"), key)
   with pytest.raises(ValueError, match="unknown labels mode 'guess'"):
-    gm.attack(leak, v, dict(cfg, labels="guess"), key)
+    gm.inverting_gradients(leak, v, dict(cfg, labels="guess"), key)
   with pytest.raises(ValueError, match="unknown attack 'dlg2'"):
     attacks.get("dlg2")
   with pytest.raises(ValueError, match="bn_prior needs a victim with "
                      "BatchNorm; 'lenet'"):
-    gm.attack(leak, v, dict(cfg, bn_prior=1.0), key)
+    gm.inverting_gradients(leak, v, dict(cfg, bn_prior=1.0), key)
   other = models.make_victim("lenet", input_shape=(8, 8, 1), num_classes=4,
                              channels=3)
   with pytest.raises(ValueError, match="shape"):
-    gm.attack(leak, other, cfg, key)
+    gm.inverting_gradients(leak, other, cfg, key)
   hidden = leak_lib.dataclasses.replace(leak, batch_size=None)
   with pytest.raises(ValueError, match="set attack.batch_size"):
-    gm.attack(hidden, v, cfg, key)
+    gm.inverting_gradients(hidden, v, cfg, key)
 
 
 def test_layer_weights_by_name(key):
@@ -184,24 +151,6 @@ def test_layer_weights_by_name(key):
   s = matching.make_settings(layer_weights={"fc9": 0.5})
   with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
     matching.layer_weight_list(s.layer_weights, msg)
-
-
-def test_trials_sharded_over_devices_match_unsharded():
-  init = jnp.linspace(-2.0, 2.0, 8)[:, None]  # [R=8, 1]; 8 CPU devices.
-  kw = dict(optimizer="adam", signed=True, lr=0.1, iterations=6,
-            progress=False)
-  target = jnp.asarray([0.3])
-  _, a = matching.optimize(_quadratic, init, matching.make_settings(**kw),
-                           target, select=False)
-  best, b = matching.optimize(
-      _quadratic, init, matching.make_settings(shard_trials=True, **kw),
-      target, select=False)
-  np.testing.assert_allclose(a["trial_losses"], b["trial_losses"],
-                             rtol=1e-5)
-  assert len(best.sharding.device_set) == jax.device_count()
-  with pytest.raises(ValueError, match="divisible by the 8 devices"):
-    matching.optimize(_quadratic, init[:3],
-                      matching.make_settings(shard_trials=True, **kw), target)
 
 
 @pytest.mark.parametrize("restarts", [1, 3])

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gitjax import client_model
 from gitjax import defenses
 from gitjax import models
 from gitjax import victim as victim_lib
@@ -74,11 +75,11 @@ def test_dp_sgd_clips_per_example_and_adds_scaled_noise(key):
   params, state = victim_lib.split(variables)
   xs = jax.random.uniform(key, (4, 4, 4, 1)) * 50  # Large grads get clipped.
   ys = jnp.array([0, 1, 2, 0])
-  no_noise = defenses.dp_sgd_message(v, params, state, xs, ys, key,
+  no_noise = client_model.dp_sgd_message(v, params, state, xs, ys, key,
                                      clip_norm=0.1, noise_multiplier=0.0)
   # The mean of B vectors of norm <= C has norm <= C.
   assert float(defenses.global_norm(no_noise)) <= 0.1 + 1e-6
-  noisy = defenses.dp_sgd_message(v, params, state, xs, ys, key,
+  noisy = client_model.dp_sgd_message(v, params, state, xs, ys, key,
                                   clip_norm=0.1, noise_multiplier=2.0)
   diff = jax.tree.map(jnp.subtract, noisy, no_noise)
   flat = jnp.concatenate([d.ravel() for d in jax.tree.leaves(diff)])

@@ -1,11 +1,11 @@
-"""GGL: defense estimation, CMA-ES population calls, TuRBO, the attack."""
+"""GGL: CMA-ES population calls, TuRBO, the attack (its defense model is
+tested in test_client_model.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gitjax import defenses
 from gitjax import generators as gen_lib
 from gitjax import leak as leak_lib
 from gitjax import models
@@ -25,62 +25,6 @@ def _setup(defense=(), key=0):
   lk, _ = leak_lib.simulate(vic, vv, x, jnp.array([2]), jax.random.key(3),
                             defense=list(defense))
   return gen, gv, vic, vv, x, lk
-
-
-def _clean_grad(vic, vv, x):
-  params, state = victim_lib.split(vv)
-  return victim_lib.batch_grad(vic, params, state, x, jnp.array([2]))
-
-
-def test_estimates_clipping_norm():
-  _, _, vic, vv, x, lk = _setup([dict(name="clip", max_norm=0.05)])
-  est = ggl.estimate_defense(lk.message, lk.defense)
-  assert est[0]["name"] == "clip"
-  np.testing.assert_allclose(est[0]["max_norm"], 0.05, rtol=1e-4)
-  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
-  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(lk.message)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
-
-
-@pytest.mark.parametrize("known", [True, False])
-def test_estimates_sparsity_and_reproduces_mask(known):
-  spec = [dict(name="prune", rate=0.9)]
-  _, _, vic, vv, x, lk = _setup(spec)
-  est = ggl.estimate_defense(lk.message, lk.defense if known else [],
-                             detect=True)
-  assert est[0]["name"] == "prune"
-  paths = [jax.tree_util.keystr(p) for p, _ in
-           jax.tree_util.tree_flatten_with_path(lk.message)[0]]
-  kernel_rate = est[0]["rates"][paths.index("['params']['head']['kernel']")
-                                if "['params']['head']['kernel']" in paths
-                                else paths.index("['head']['kernel']")]
-  assert abs(kernel_rate - 0.9) < 0.02
-  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
-  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(lk.message)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
-
-
-def test_estimates_soteria_mask():
-  _, _, vic, vv, x, lk = _setup([dict(name="soteria", rate=0.5)])
-  est = ggl.estimate_defense(lk.message, lk.defense)
-  keep = np.asarray(est[0]["keep"])
-  true_keep = np.asarray(defenses.soteria_mask(vic, vv, x, 0.5))
-  # Rows the defense kept but that were zero anyway (dead ReLUs) are the
-  # only possible disagreement, and they carry no gradient either way.
-  assert np.all(keep <= true_keep)
-  assert keep.sum() >= true_keep.sum() - 2
-  g = ggl.apply_defense(est, _clean_grad(vic, vv, x))
-  np.testing.assert_allclose(g["head"]["kernel"],
-                             lk.message["head"]["kernel"], atol=1e-7)
-
-
-def test_noise_transform_modes():
-  est = [dict(name="noise", kind="gaussian", scale=0.5)]
-  g = {"a": jnp.zeros((100,))}
-  same = ggl.apply_defense(est, g, jax.random.key(0), noise_mode="none")
-  noisy = ggl.apply_defense(est, g, jax.random.key(0), noise_mode="add")
-  assert float(jnp.abs(same["a"]).max()) == 0.0
-  assert 0.3 < float(jnp.std(noisy["a"])) < 0.7
 
 
 def test_cmaes_evaluates_population_in_one_call():

@@ -30,7 +30,7 @@ def _setup(defense=(), batch=2):
 @pytest.mark.parametrize("defense", [[], [dict(name="prune", rate=0.9)]])
 def test_refinement_reduces_gradient_distance(defense):
   gen, gv, vic, lk = _setup(defense)
-  cfg = dict(steps=45, log_every=0)
+  cfg = dict(steps=45)
   rec = gismn.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
   assert rec.images.shape == (2, 8, 8, 3)
   assert rec.info["switch"] == 20 and rec.info["group_every"] == 1
@@ -81,12 +81,11 @@ def test_attacks_run_through_experiments(tmp_path):
     config.data.image_size = 8
     config.data.batch_size = 2 if name == "gismn" else 1
     config.victim = dict(name="mlp", hidden=(16,), activation="relu")
-    config.attack = dict(name=name, generator_dir=str(tmp_path / "prior"),
-                         log_every=0)
+    config.attack = dict(name=name, generator_dir=str(tmp_path / "prior"))
     if name == "gismn":
       config.attack.steps = 3
     else:
-      config.attack.update(budget=2, population=4)
+      config.attack.update(budget=2, population=4, log_every=0)
     out = experiments.run_attack(config, str(tmp_path / name))
     assert np.isfinite(out["mean"]["psnr"])
     assert (tmp_path / name / "grid.png").exists()

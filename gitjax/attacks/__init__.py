@@ -24,7 +24,7 @@ class Reconstruction(NamedTuple):
 ATTACKS = {
     "dlg": "gitjax.attacks.gradient_matching:dlg",
     "ig": "gitjax.attacks.gradient_matching:inverting_gradients",
-    "gradient_matching": "gitjax.attacks.gradient_matching:attack",
+    "gradient_matching": "gitjax.attacks.gradient_matching:inverting_gradients",
     "analytic": "gitjax.attacks.analytic:attack",
     "tensor": "gitjax.attacks.tensor:attack",
     "git": "gitjax.attacks.git:attack",

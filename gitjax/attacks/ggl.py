@@ -6,37 +6,39 @@ Searches the latent space of a generator trained on public data:
 
 with the label inferred from the gradient (``labels.infer``) and T the
 client's defense *estimated from the observed gradient* (GGL's adaptive
-attack, ``estimate_defense``): clipping -> the observed global norm;
-pruning -> the fraction of zeros of each observed tensor, applied to the
-trial gradient at that rate; Soteria -> the zero rows of the observed
-head-kernel gradient, applied as a mask; additive noise -> nothing, or fresh
-noise of the known scale (``noise_mode="add"``).
+attack; ``client_model`` with ``GGL_STYLE``): clipping -> the observed
+global norm; pruning -> the fraction of zeros of each observed tensor,
+applied to the trial gradient at that rate; Soteria -> the zero rows of the
+observed head-kernel gradient, applied as a mask; additive noise -> nothing,
+or fresh noise of the known scale (``noise_mode="add"``); sign and
+quantization applied as the client did.
 
 Optimizers (``config.optimizer``): "cmaes" (evosax CMA-ES; each generation's
 population goes through ONE jitted, vmapped call of the objective), "bo"
 (TuRBO-1, ``gitjax.attacks.bo``) and "adam" (gradients through the generator
-and the victim, GGL's ramped learning rate). ``budget`` counts generations
-(cmaes), evaluations (bo) or steps (adam); the paper's are 800, 1000, 2500.
+and the victim with GGL's ramped learning rate, run by ``engine.optimize``).
+``budget`` counts generations (cmaes), evaluations (bo) or steps (adam); the
+paper's are 800, 1000, 2500.
 """
 
-import functools
 import logging
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from gitjax import defenses
-from gitjax import generators as gen_lib
-from gitjax import protocols
 from gitjax import attacks
+from gitjax import client_model
+from gitjax import generators as gen_lib
+from gitjax import loading
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
+from gitjax.attacks import engine
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import objectives
+from gitjax.attacks import optimizers
 
 DEFAULTS = dict(
     name="ggl",
@@ -67,114 +69,6 @@ def _plain(config) -> dict:
   return attacks.settings(config, DEFAULTS, "ggl")
 
 
-# --------------------------------------------------- defense estimation ----
-
-
-def estimate_defense(message, spec=(), detect: bool = True) -> list[dict]:
-  """Estimates the client's defense parameters from the observed message.
-
-  Args:
-    message: the observed (defended) gradient tree.
-    spec: the defense as the attacker knows it (a ``defenses.as_list``
-      list, usually ``leak.defense``); only the kinds and, for noise, the
-      scale are used: every other parameter is read off ``message``.
-    detect: with an empty ``spec``, look for pruning (most tensors at
-      least 30% exact zeros) and Soteria (at least a quarter of the head
-      kernel's rows entirely zero) in ``message``.
-
-  Returns:
-    A list of transforms for ``apply_defense``, in the client's order:
-    ``dict(name="clip", max_norm=S)``, ``dict(name="clip_per_layer",
-    max_norms=[...])``, ``dict(name="prune", rates=[per tensor])``,
-    ``dict(name="soteria", keep=[F] bool)``, ``dict(name="noise",
-    kind="gaussian"|"laplacian", scale=s)``, ``dict(name="sign")``,
-    ``dict(name="quantize", bits=k)``.
-  """
-  leaves = [np.asarray(x) for x in jax.tree.leaves(message)]
-  zero_frac = [float(np.mean(x == 0)) for x in leaves]
-  out = []
-  for s in defenses.as_list(list(spec)):
-    name = s["name"]
-    if name == "clip":
-      out.append(dict(name="clip",
-                      max_norm=float(defenses.global_norm(message))))
-    elif name == "clip_per_layer":
-      out.append(dict(name="clip_per_layer",
-                      max_norms=[float(np.linalg.norm(x)) for x in leaves]))
-    elif name == "prune":
-      out.append(dict(name="prune", rates=zero_frac))
-    elif name == "soteria":
-      out.append(dict(name="soteria", keep=_head_rows_kept(message)))
-    elif name in ("gaussian", "laplacian"):
-      scale = s.get("sigma", s.get("scale"))
-      out.append(dict(name="noise", kind=name, scale=scale))
-    elif name == "dp_sgd":
-      out.append(dict(name="noise", kind="gaussian", scale=None))
-    elif name == "sign":
-      out.append(dict(name="sign"))
-    elif name == "quantize":
-      out.append(dict(name="quantize", bits=int(s["bits"])))
-  if not out and detect:
-    if np.mean([z >= 0.3 for z in zero_frac]) > 0.5:
-      out.append(dict(name="prune", rates=zero_frac))
-    elif "head" in message:
-      keep = _head_rows_kept(message)
-      if np.mean(keep) <= 0.75:  # ReLU features leave a few rows at 0.
-        out.append(dict(name="soteria", keep=keep))
-  return out
-
-
-def _head_rows_kept(message) -> list[bool]:
-  if "head" not in message:
-    raise ValueError("the Soteria estimate needs a message with a 'head' "
-                     "layer")
-  kernel = np.asarray(message["head"]["kernel"])  # [F, C]
-  return [bool(v) for v in np.any(kernel != 0, axis=1)]
-
-
-def _prune_tensor(g, rate):
-  k = int(round(rate * g.size))
-  if k == 0:
-    return g
-  thresh = jnp.sort(jnp.abs(g).ravel())[k - 1]
-  return jnp.where(jnp.abs(g) > thresh, g, 0.0)
-
-
-def apply_defense(estimate: list[dict], grad, key=None,
-                  noise_mode: str = "none"):
-  """Applies estimated transforms to a trial gradient (jit/vmap-able)."""
-  for t in estimate:
-    name = t["name"]
-    if name == "clip":
-      grad = defenses.clip(grad, max_norm=t["max_norm"])
-    elif name == "clip_per_layer":
-      leaves, treedef = jax.tree.flatten(grad)
-      leaves = [g * jnp.minimum(1.0, s / (jnp.linalg.norm(g) + 1e-12))
-                for g, s in zip(leaves, t["max_norms"])]
-      grad = jax.tree.unflatten(treedef, leaves)
-    elif name == "prune":
-      leaves, treedef = jax.tree.flatten(grad)
-      grad = jax.tree.unflatten(
-          treedef, [_prune_tensor(g, r) for g, r in zip(leaves, t["rates"])])
-    elif name == "soteria":
-      keep = jnp.asarray(t["keep"])
-      head = dict(grad["head"])
-      head["kernel"] = head["kernel"] * keep[:, None]
-      grad = {**grad, "head": head}
-    elif name == "noise":
-      if noise_mode == "add" and t["scale"] and key is not None:
-        key, sub = jax.random.split(key)
-        if t["kind"] == "gaussian":
-          grad = defenses.gaussian_noise(grad, sub, sigma=t["scale"])
-        else:
-          grad = defenses.laplacian_noise(grad, sub, scale=t["scale"])
-    elif name == "sign":
-      grad = defenses.sign(grad)
-    elif name == "quantize":
-      grad = defenses.quantize(grad, bits=t["bits"])
-  return grad
-
-
 # ------------------------------------------------------------ objective ----
 
 
@@ -191,7 +85,13 @@ class Problem(NamedTuple):
   render: Callable[[jax.Array], jax.Array]  # z_flat -> victim-space images
   dim: int
   labels: jax.Array
-  estimate: list
+  client: client_model.ClientModel  # With the defense estimate.
+
+
+def style(noise_mode: str = "none") -> client_model.Style:
+  """GGL's model of the client's defense (see ``client_model``)."""
+  return client_model.Style(masks="rate", norms="observed", noise=noise_mode,
+                            exact=True)
 
 
 def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
@@ -200,19 +100,19 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   cfg = _plain(config)
   if leak.batch_size is None:
     raise ValueError("GGL needs the batch size (leak.batch_size is None)")
-  if leak.protocol == "fedavg" and leak.num_clients > 1:
-    raise ValueError("GGL attacks one FedAvg client or FedSGD aggregates; "
-                     f"got fedavg with {leak.num_clients} clients")
-  n = leak.batch_size * (leak.num_clients if leak.protocol == "fedsgd"
-                         else 1)
+  n = leak.batch_size * leak.num_clients
   if tuple(generator.image_shape) != tuple(leak.input_shape):
     raise ValueError(
         f"generator makes images of shape {generator.image_shape} but the "
         f"victim takes {tuple(leak.input_shape)}")
+  if cfg["noise_mode"] not in ("none", "add"):
+    raise ValueError(f"unknown ggl noise_mode {cfg['noise_mode']!r}; known: "
+                     "none, add")
   ys, _ = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
-  estimate = estimate_defense(leak.message, leak.defense,
-                              cfg["detect_defense"])
+  client, arrays = client_model.from_leak(leak, victim,
+                                          style(cfg["noise_mode"]),
+                                          detect=cfg["detect_defense"])
   dist = objectives.distance(cfg["distance"])
   n_tensors = len(jax.tree.leaves(leak.message))
   params, state = leak.params, leak.state
@@ -225,17 +125,14 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
     return gen_lib.to_victim_space(x, leak.mean, leak.std)
 
   def loss(z_flat, key):
-    x = render(z_flat)
-    g = protocols.client_message(victim, params, state, x, ys, leak.protocol,
-                                 leak.protocol_config)
-    g = apply_defense(estimate, g, key, cfg["noise_mode"])
+    g = client.message(params, state, render(z_flat), ys, arrays, key)
     d = dist(g, observed)
     if cfg["distance"] == "l2":
       d = d / n_tensors  # GGL averages the squared distance over tensors.
     kl = kl_divergence(z_flat.reshape(n, latent))
     return d + cfg["kl_weight"] * kl
 
-  return Problem(loss, render, n * latent, ys, estimate)
+  return Problem(loss, render, n * latent, ys, client)
 
 
 # ----------------------------------------------------------- optimizers ----
@@ -275,40 +172,26 @@ def cmaes(batched_loss: Callable, x0: jax.Array, key, *, generations: int,
                       history, generations * population)
 
 
-def ggl_lr(step, total, lr, rampup, rampdown):
-  """GGL's (StyleGAN projector's) cosine ramp down and linear ramp up."""
-  t = step / total
-  ramp = jnp.minimum(1.0, (1.0 - t) / rampdown)
-  ramp = 0.5 - 0.5 * jnp.cos(ramp * jnp.pi)
-  return lr * ramp * jnp.minimum(1.0, t / rampup)
-
-
 def adam(loss: Callable, x0: jax.Array, key, *, steps: int, lr: float = 0.1,
-         rampup: float = 0.05, rampdown: float = 0.25,
-         log_every: int = 0) -> SearchResult:
-  """Adam on ``loss(x, key)`` with GGL's learning-rate ramp; keeps the best."""
-  tx = optax.adam(lambda s: ggl_lr(s, steps, lr, rampup, rampdown))
+         rampup: float = 0.05, rampdown: float = 0.25, log_every: int = 0,
+         fresh_keys: bool = False) -> SearchResult:
+  """Adam on ``loss(x, key)`` with GGL's learning-rate ramp; keeps the best.
 
-  @jax.jit
-  def step(x, opt, k):
-    val, g = jax.value_and_grad(loss)(x, k)
-    u, opt = tx.update(g, opt, x)
-    return optax.apply_updates(x, u), opt, val
-
-  x, opt = x0, tx.init(x0)
-  best_x, best, history = x0, np.inf, []
-  for i in range(steps):
-    key, k = jax.random.split(key)
-    x_new, opt, val = step(x, opt, k)
-    val = float(val)
-    if val < best:  # val is the loss at x, before this update.
-      best, best_x = val, x
-    x = x_new
-    if log_every and (i + 1) % log_every == 0:
-      history.append(best)
-      logging.info("ggl adam step %d/%d: loss %.5g", i + 1, steps, val)
-  history.append(best)
-  return SearchResult(best_x, best, history, steps)
+  Runs in ``engine.optimize``; with ``fresh_keys`` the loss gets a new key
+  every step (fresh noise for ``noise_mode="add"``).
+  """
+  tx = optax.adam(optimizers.ggl_ramp(steps, lr, rampup, rampdown))
+  loss_fn = lambda v, k: loss(v, k)
+  refresh = None
+  if fresh_keys:
+    refresh = lambda step, v, k: jax.random.fold_in(key, step)
+  chunk = 1 if fresh_keys else (log_every or steps)
+  best, info = engine.optimize(
+      loss_fn, x0[None], tx, key, on_chunk=refresh, desc="ggl adam",
+      options=engine.Options(iterations=steps, chunk=chunk,
+                             progress=False))
+  history = [float(min(h)) for h in info["history"]["loss"]]
+  return SearchResult(best, info["loss"], history, steps)
 
 
 # --------------------------------------------------------------- attack ----
@@ -347,7 +230,8 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   elif opt == "adam":
     res = adam(prob.loss, x0, k_opt, steps=cfg["budget"], lr=cfg["lr"],
                rampup=cfg["lr_rampup"], rampdown=cfg["lr_rampdown"],
-               log_every=cfg["log_every"])
+               log_every=cfg["log_every"],
+               fresh_keys=cfg["noise_mode"] == "add")
   else:
     raise ValueError(f"unknown ggl optimizer {opt!r}; known: cmaes, bo, "
                      "adam")
@@ -355,35 +239,14 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   info = {
       "optimizer": opt, "initial_loss": initial, "loss": res.loss,
       "history": res.history, "evaluations": res.evaluations,
-      "defense_estimate": _summary(prob.estimate),
+      "defense_estimate": client_model.summary(prob.client),
       "seconds": time.time() - t0,
   }
   return Reconstruction(images, prob.labels, info)
 
 
-def _summary(estimate):
-  out = []
-  for t in estimate:
-    t = dict(t)
-    if "keep" in t:
-      t["keep"] = f"{sum(t['keep'])}/{len(t['keep'])} features"
-    if "rates" in t:
-      t["rates"] = f"mean {np.mean(t['rates']):.3f}"
-    if "max_norms" in t:
-      t["max_norms"] = f"{len(t['max_norms'])} tensors"
-    out.append(t)
-  return out
-
-
-@functools.lru_cache(maxsize=4)
-def cached_generator(directory: str) -> tuple[gen_lib.Generator, Any]:
-  """Loads (and keeps) a trained generator from its train_prior workdir."""
-  from gitjax import train_prior  # Lazy: pulls in the data stack.
-  return train_prior.load_generator(directory)
-
-
 def attack(leak, victim, config, key) -> Reconstruction:
   """GGL through the common interface; needs ``config.generator_dir``."""
   cfg = _plain(config)
-  generator, gen_vars = cached_generator(cfg["generator_dir"])
+  generator, gen_vars = loading.generator(cfg["generator_dir"])
   return reconstruct(leak, victim, generator, gen_vars, cfg, key)

@@ -16,25 +16,28 @@ the observed gradient (papers.md B.2):
 
 The trial message, with the attacker's model of a known defense (pruning
 and Soteria masks, clipping, DP-SGD's per-example clipping), comes from the
-shared gradient-matching engine (``matching.make_problem`` with a
-``render``); the two-stage schedule and the group snapshot need the
-iteration number, so the loop itself is a small optax loop here (one jitted
-step). Generator outputs in [-1, 1] go to [0, 1], then to the victim's
-normalized space; they need no box projection.
+gradient-matching objective (``matching.make_problem`` with a ``render``);
+the loop is ``engine.optimize``: chunks end at the group snapshots, where its
+``on_chunk`` hook refreshes the snapshot and switches the stage, and the
+last iterate is kept (the objective changes at the switch). The noise inputs
+are frozen by an optax mask when ``optimize_noise`` is off. Generator outputs
+in [-1, 1] go to [0, 1], then to the victim's normalized space; they need no
+box projection.
 """
 
-import functools
-import logging
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gitjax import generators as gen_lib
 from gitjax import attacks
+from gitjax import generators as gen_lib
+from gitjax import loading
 from gitjax.attacks import Reconstruction
+from gitjax.attacks import engine
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import matching
 from gitjax.attacks import objectives
@@ -53,7 +56,6 @@ DEFAULTS = dict(
     truncation=0.5,
     optimize_noise=True,
     label_method="auto",
-    log_every=100,
 )
 
 
@@ -96,29 +98,35 @@ def _group_term(x, ref):
   return jnp.sum(jnp.linalg.norm(diff, axis=1)) / hw
 
 
-def make_step(problem, render, tx, cfg, switch: int):
-  """The jitted GI-SMN step: (v, opt, group, step, data) -> (..., D, L)."""
-  optimize_noise = cfg["optimize_noise"]
+class StagedLoss(NamedTuple):
+  """D before the switch, D / 2 + regularizers after (hashable).
 
-  def loss_fn(v, group, step, data):
-    x = render(v)
-    d = problem({"x": v}, data)
-    reg = (cfg["tv"] * objectives.total_variation(x)
-           + cfg["l2"] * objectives.l2_norm(x)
-           + cfg["group"] * _group_term(x, group))
-    late = (step >= switch).astype(d.dtype)
-    return (1.0 - 0.5 * late) * d + late * reg, (d, x)
+  ``data["stage"]`` holds ``late`` (0 or 1) and the ``group`` snapshot.
+  """
+  problem: matching.GradientMatching
+  render: Render
+  tv: float
+  l2: float
+  group: float
 
-  @jax.jit
-  def step_fn(v, opt, group, step, data):
-    (loss, (d, x)), g = jax.value_and_grad(loss_fn, has_aux=True)(
-        v, group, step, data)
-    if not optimize_noise:
-      g = {**g, "noise": jax.tree.map(jnp.zeros_like, g["noise"])}
-    updates, opt = tx.update(g, opt, v)
-    return optax.apply_updates(v, updates), opt, d, loss, x
+  def __call__(self, v, data):
+    d = self.problem({"x": v}, data)
+    x = self.render(v)
+    reg = (self.tv * objectives.total_variation(x)
+           + self.l2 * objectives.l2_norm(x)
+           + self.group * _group_term(x, data["stage"]["group"]))
+    late = data["stage"]["late"]
+    return (1.0 - 0.5 * late) * d + late * reg
 
-  return step_fn
+
+def transformation(lr: float, optimize_noise: bool):
+  """Adam on W+ (and the noise maps unless frozen)."""
+  adam = optax.adam(lr)
+  if optimize_noise:
+    return adam
+  frozen = lambda v: {"ws": False, "noise": jax.tree.map(lambda _: True,
+                                                         v["noise"])}
+  return optax.chain(optax.masked(optax.set_to_zero(), frozen), adam)
 
 
 def reconstruct(leak, victim, generator, gen_vars, config,
@@ -139,50 +147,44 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   ys, label_source = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
   render = Render(generator, gen_vars, leak.mean, leak.std)
-  settings = matching.make_settings(objective=cfg["distance"], tv=0.0,
-                                    l2=0.0, box=False)
+  settings = matching.make_settings(objective=cfg["distance"], box=False)
   problem = matching.make_problem(leak, victim, settings, render=render)
-  data = matching.make_data(leak, ys)
   switch = int(round(cfg["switch"] * steps))
   every = int(cfg["group_every"] or max(1, round(steps / 36)))
   snap_start = max(0, switch - every)
-  tx = optax.adam(cfg["lr"])
-  step_fn = make_step(problem, render, tx, cfg, switch)
-  v = initial_latents(generator, gen_vars, key, n, cfg["truncation"])
-  opt = tx.init(v)
-  x = render(v)
-  group = x
-  history, d0 = [], None
-  for t in range(steps):
-    if t >= snap_start and (t - snap_start) % every == 0:
-      group = jax.lax.stop_gradient(x)  # The reconstruction before step t.
-    v, opt, d, loss, x = step_fn(v, opt, group, jnp.asarray(t), data)
-    if d0 is None:
-      d0 = float(d)
-    if cfg["log_every"] and ((t + 1) % cfg["log_every"] == 0
-                             or t + 1 == steps):
-      history.append({"step": t + 1, "distance": float(d),
-                      "loss": float(loss)})
-      logging.info("gismn step %d/%d: distance %.5g loss %.5g", t + 1,
-                   steps, float(d), float(loss))
-  final_d = float(problem({"x": v}, data))
-  images = render(v)
-  info = {"initial_distance": d0, "distance": final_d, "history": history,
+  v0 = initial_latents(generator, gen_vars, key, n, cfg["truncation"])
+  draw = jax.jit(render)
+  data = dict(matching.make_data(leak, ys),
+              stage=dict(late=jnp.zeros(()), group=draw(v0)))
+  loss = StagedLoss(problem, render, float(cfg["tv"]), float(cfg["l2"]),
+                    float(cfg["group"]))
+
+  def stage(step, v, d):
+    if step < snap_start or (step - snap_start) % every:
+      return None
+    snap = draw(jax.tree.map(lambda a: a[0], v))  # Before step ``step``.
+    return dict(d, stage=dict(late=jnp.asarray(float(step >= switch)),
+                              group=snap))
+
+  distance = jax.jit(lambda v, d: problem({"x": v}, d))
+  d0 = float(distance(v0, data))
+  v, info = engine.optimize(
+      loss, jax.tree.map(lambda a: a[None], v0),
+      transformation(float(cfg["lr"]), bool(cfg["optimize_noise"])), data,
+      on_chunk=stage, desc="gismn",
+      options=engine.Options(iterations=steps, chunk=every,
+                             stops=(snap_start,), keep="last",
+                             progress=False))
+  info = {"initial_distance": d0, "distance": float(distance(v, data)),
+          "loss": info["loss"], "history": info["history"],
           "switch": switch, "group_every": every,
           "labels": [int(y) for y in np.asarray(ys)],
-          "label_source": label_source,
-          "seconds": time.time() - t0}
-  return Reconstruction(images, ys, info)
-
-
-@functools.lru_cache(maxsize=4)
-def cached_generator(directory: str):
-  from gitjax import train_prior  # Lazy: pulls in the data stack.
-  return train_prior.load_generator(directory)
+          "label_source": label_source, "seconds": time.time() - t0}
+  return Reconstruction(draw(v), ys, info)
 
 
 def attack(leak, victim, config, key) -> Reconstruction:
   """GI-SMN through the common interface; needs ``config.generator_dir``."""
   cfg = _plain(config)
-  generator, gen_vars = cached_generator(cfg["generator_dir"])
+  generator, gen_vars = loading.generator(cfg["generator_dir"])
   return reconstruct(leak, victim, generator, gen_vars, cfg, key)

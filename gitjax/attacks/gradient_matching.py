@@ -16,8 +16,9 @@ override any ``matching.Settings`` field plus the attack fields below.
   variation, ``randn`` init, labels from the gradient (iDLG for one image,
   LLG-style counts for a batch). 4,000 iterations by default (the
   invertinggradients notebook; breaching uses 24,000).
-* ``attack``: the same engine with every field from the config (defaults are
-  Inverting Gradients').
+Both take every ``matching.Settings`` field from the config, so either is
+generic gradient matching with other defaults (the registry's
+"gradient_matching" is ``inverting_gradients``).
 
 Attack fields (besides ``name`` and the engine's ``Settings``):
   init: "randn" (N(0, 1) in victim space), "rand" (uniform in the pixel box),
@@ -122,11 +123,6 @@ def run_attack(leak, victim, config, key, defaults) -> Reconstruction:
               labels=[float(v) if victim.loss == "squared" else int(v)
                       for v in jnp.ravel(out)])
   return Reconstruction(images=res.images, labels=out, info=info)
-
-
-def attack(leak, victim, config, key) -> Reconstruction:
-  """Generic gradient matching; every engine field from ``config``."""
-  return run_attack(leak, victim, config, key, IG_DEFAULTS)
 
 
 def inverting_gradients(leak, victim, config, key) -> Reconstruction:

@@ -4,6 +4,7 @@ Distances take two params-shaped trees (the trial gradient first, the
 observed one second) and optional per-tensor weights (a list in leaf order).
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -60,3 +61,41 @@ def l2_norm(x: jax.Array) -> jax.Array:
   """Sum over the batch of ||x_i||_2 / (H W)."""
   flat = x.reshape(x.shape[0], -1)
   return jnp.sum(jnp.linalg.norm(flat, axis=1)) / (x.shape[1] * x.shape[2])
+
+
+def bn_statistics(victim, variables, xs):
+  """Batch statistics at the input of every BatchNorm layer (eval forward).
+
+  Returns:
+    A list of (mean [F], var [F], running_mean [F], running_var [F]) in call
+    order, computed with flax's ``nn.intercept_methods`` around
+    ``victim.apply`` (no change to the victim needed).
+  """
+  stats = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    mod = context.module
+    if isinstance(mod, nn.BatchNorm) and context.method_name == "__call__":
+      h = args[0]
+      axes = tuple(range(h.ndim - 1))
+      stats.append((jnp.mean(h, axes), jnp.var(h, axes),
+                    mod.get_variable("batch_stats", "mean"),
+                    mod.get_variable("batch_stats", "var")))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(interceptor):
+    victim.apply(variables, xs)
+  return stats
+
+
+def bn_prior(victim, variables, xs, first_scale: float = 10.0):
+  """DeepInversion's prior: sum_l ||mu_l - m_l|| + ||var_l - v_l||.
+
+  The first layer is weighted by ``first_scale`` (breaching's choice).
+  """
+  stats = bn_statistics(victim, variables, xs)
+  total = 0.0
+  for i, (mu, var, m, v) in enumerate(stats):
+    w = first_scale if i == 0 else 1.0
+    total += w * (jnp.linalg.norm(mu - m) + jnp.linalg.norm(var - v))
+  return total

@@ -1,0 +1,322 @@
+"""The client, and the attacker's model of it, in one place.
+
+The client (``send``): its protocol's message (``protocols``), computed with
+DP-SGD's per-example clipping and noise when that is its defense, then its
+other defenses (``defenses``) in order. ``leak.simulate`` calls it.
+
+The attacker (``ClientModel``): the same protocol replayed on trial inputs
+(differentiable; FedAvg's local steps unrolled), over all clients, followed
+by a model of each known defense whose parameters come from the defense
+config or are read off the observed message (``estimate``). Per defense:
+
+================  ==========================  ===============================
+defense           attacker's model            estimated from the message
+================  ==========================  ===============================
+prune             keep the observed zero      nonzero pattern; fraction of
+                  pattern (``masks="pattern"``)  zeros per tensor
+                  or prune each tensor at its
+                  observed rate (``"rate"``)
+soteria           as prune, or zero the       head-kernel rows that are zero
+                  observed zero rows
+clip              clip to S (``norms="known"``)  the global norm
+                  or to the observed norm
+clip_per_layer    per tensor, the same        per-tensor norms
+dp_sgd            per-example clipping at C   (C from the config)
+                  inside the message; noise
+                  as gaussian
+gaussian,         nothing, or fresh noise of  (scale from the config)
+laplacian         the scale (``noise="add"``)
+sign, quantize    nothing, or applied         (bits from the config)
+                  (``exact=True``, for
+                  gradient-free search)
+================  ==========================  ===============================
+
+With an empty defense list, ``estimate(..., detect=True)`` looks for pruning
+(most tensors at least 30% exact zeros) and Soteria (a quarter or more of the
+head kernel's rows zero) in the message. Gradient matching uses the default
+``Style()``; GGL uses ``Style(masks="rate", norms="observed", exact=True)``.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gitjax import defenses
+from gitjax import protocols
+from gitjax import victim as victim_lib
+
+NOISES = ("gaussian", "laplacian", "dp_sgd")
+
+
+# ----------------------------------------------------------- the client ----
+
+
+def clipped_sum(victim, params, state, xs, ys, clip_norm: float,
+                chunk_size: int | None = None):
+  """Sum over the batch of per-example gradients clipped to ``clip_norm``."""
+  grads = victim_lib.per_example_grads(victim, params, state, xs, ys,
+                                       chunk_size)  # Leaves [B, ...].
+  sq = sum(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1)
+           for g in jax.tree.leaves(grads))  # [B]
+  factor = jnp.minimum(1.0, clip_norm / (jnp.sqrt(sq) + 1e-12))  # [B]
+  return jax.tree.map(lambda g: jnp.tensordot(factor, g, axes=1), grads)
+
+
+def dp_sgd_message(victim, params, state, xs, ys, key, *, clip_norm: float,
+                   noise_multiplier: float, chunk_size: int | None = None):
+  """DP-SGD (Abadi et al. 2016): per-example clipping plus Gaussian noise.
+
+  Each example's gradient is clipped to L2 norm ``clip_norm``; the clipped
+  gradients are summed, N(0, (noise_multiplier * clip_norm)^2) is added, and
+  the sum is divided by B. ``key=None`` leaves the noise out (the attacker's
+  model).
+  """
+  summed = clipped_sum(victim, params, state, xs, ys, clip_norm, chunk_size)
+  if key is not None:
+    summed = defenses.gaussian_noise(summed, key,
+                                     sigma=noise_multiplier * clip_norm)
+  return jax.tree.map(lambda g: g / xs.shape[0], summed)
+
+
+def _dp_spec(spec: list[dict]) -> dict | None:
+  dp = [dict(s) for s in spec if s["name"] == "dp_sgd"]
+  if not dp:
+    return None
+  dp[0].pop("name")
+  return dp[0]
+
+
+def send(victim, variables, xs, ys, key, *, protocol: str,
+         protocol_config: dict, defense=None, chunk_size=None):
+  """What one client sends: its message after its defenses."""
+  spec = defenses.as_list(defense)
+  dp = _dp_spec(spec)
+  params, state = victim_lib.split(variables)
+  if dp is not None:
+    if protocol != "fedsgd":
+      raise ValueError("dp_sgd is implemented for the fedsgd protocol")
+    key, sub = jax.random.split(key)
+    msg = dp_sgd_message(victim, params, state, xs, ys, sub,
+                         chunk_size=chunk_size, **dp)
+  else:
+    msg = protocols.client_message(victim, params, state, xs, ys, protocol,
+                                   protocol_config)
+  return defenses.apply(spec, msg, key, victim=victim, variables=variables,
+                        xs=xs)
+
+
+# ------------------------------------------------- estimating a defense ----
+
+
+def head_rows_kept(message) -> list[bool]:
+  """Which rows of the head's kernel gradient carry anything."""
+  if "head" not in message:
+    raise ValueError("the Soteria estimate needs a message with a 'head' "
+                     "layer")
+  kernel = np.asarray(message["head"]["kernel"])  # [F, C]
+  return [bool(v) for v in np.any(kernel != 0, axis=1)]
+
+
+def estimate(message, spec=(), detect: bool = False) -> list[dict]:
+  """The known defenses with their parameters read off ``message``.
+
+  Args:
+    message: the observed (defended) message.
+    spec: the defense as the attacker knows it (``defenses.as_list`` form,
+      usually ``leak.defense``).
+    detect: with an empty ``spec``, look for pruning and Soteria.
+
+  Returns:
+    One dict per defense, in the client's order: the config's settings plus
+    ``rates`` (prune: per-tensor zero fraction), ``keep`` (soteria: [F]
+    bools), ``observed_norm`` (clip), ``observed_norms`` (clip_per_layer),
+    ``scale`` (noise: the known scale or None).
+  """
+  leaves = [np.asarray(x) for x in jax.tree.leaves(message)]
+  zero_frac = [float(np.mean(x == 0)) for x in leaves]
+  out = []
+  for s in defenses.as_list(list(spec)):
+    s = dict(s)
+    name = s["name"]
+    if name == "prune":
+      s["rates"] = zero_frac
+    elif name == "soteria":
+      s["keep"] = head_rows_kept(message)
+    elif name == "clip":
+      s["observed_norm"] = float(defenses.global_norm(message))
+    elif name == "clip_per_layer":
+      s["observed_norms"] = [float(np.linalg.norm(x)) for x in leaves]
+    elif name in ("gaussian", "laplacian"):
+      s["scale"] = s.get("sigma", s.get("scale"))
+    elif name == "dp_sgd":
+      s["scale"] = None  # Divided by B after the sum: unknown to the search.
+    out.append(s)
+  if not out and detect:
+    if np.mean([z >= 0.3 for z in zero_frac]) > 0.5:
+      out.append(dict(name="prune", rates=zero_frac))
+    elif "head" in message:
+      keep = head_rows_kept(message)
+      if np.mean(keep) <= 0.75:  # ReLU features leave a few rows at 0.
+        out.append(dict(name="soteria", keep=keep))
+  return out
+
+
+def nonzero_pattern(message):
+  """1 where the observed message is nonzero, else 0 (the prune mask)."""
+  return jax.tree.map(lambda m: (m != 0).astype(m.dtype), message)
+
+
+# ------------------------------------------------- the attacker's model ----
+
+
+class Style(NamedTuple):
+  """How the attacker models defenses (see the module docstring)."""
+  masks: str = "pattern"  # "pattern" | "rate"
+  norms: str = "known"  # "known" | "observed"
+  noise: str = "none"  # "none" | "add"
+  exact: bool = False  # Apply sign and quantization too.
+
+
+def _freeze(x):
+  if isinstance(x, dict):
+    return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+  if isinstance(x, (list, tuple)):
+    return tuple(_freeze(v) for v in x)
+  if isinstance(x, (np.floating, np.integer, np.bool_)):
+    return x.item()
+  return x
+
+
+_STATIC = {  # Per style: the estimate's fields the model reads (static).
+    "prune": {"pattern": (), "rate": ("rates",)},
+    "soteria": {"pattern": (), "rate": ("keep",)},
+}
+
+
+class ClientModel(NamedTuple):
+  """The attacker's replay of the client (hashable: a static jit argument).
+
+  Call ``message(params, state, xs, ys, arrays, key)`` on trial inputs of
+  all clients ([K*B, ...]); ``arrays`` are the traced estimates (the
+  observed nonzero pattern), from ``from_leak``.
+  """
+  victim: Any
+  protocol: str = "fedsgd"
+  protocol_config: tuple = ()
+  num_clients: int = 1
+  defenses: tuple = ()  # ((name, frozen settings), ...)
+  style: Style = Style()
+
+  def client_message(self, params, state, xs, ys):
+    """One client's trial message before its defenses (DP-SGD clips)."""
+    cfg = dict(self.protocol_config)
+    dp = [dict(s) for n, s in self.defenses if n == "dp_sgd"]
+    if dp:
+      return dp_sgd_message(self.victim, params, state, xs, ys, None,
+                            clip_norm=dp[0]["clip_norm"],
+                            noise_multiplier=0.0)
+    return protocols.client_message(self.victim, params, state, xs, ys,
+                                    self.protocol, cfg)
+
+  def message(self, params, state, xs, ys, arrays=None, key=None):
+    """The trial message: all clients aggregated, then modeled defenses."""
+    k = self.num_clients
+    if k == 1:
+      m = self.client_message(params, state, xs, ys)
+    else:
+      xs_k = xs.reshape((k, -1) + xs.shape[1:])
+      ys_k = ys.reshape((k, -1) + ys.shape[1:])
+      m = protocols.aggregate(jax.vmap(
+          lambda a, b: self.client_message(params, state, a, b))(xs_k, ys_k))
+    return self.defend(m, arrays, key)
+
+  def defend(self, m, arrays=None, key=None):
+    """The modeled defenses applied to a trial message, in order."""
+    st = self.style
+    for name, s in self.defenses:
+      s = dict(s)
+      if name in ("prune", "soteria") and st.masks == "pattern":
+        m = jax.tree.map(jnp.multiply, m, arrays["mask"])
+      elif name == "prune":
+        leaves, treedef = jax.tree.flatten(m)
+        m = jax.tree.unflatten(treedef, [defenses.prune_tensor(g, r) for g, r
+                                         in zip(leaves, s["rates"])])
+      elif name == "soteria":
+        m = defenses.keep_head_rows(m, s["keep"])
+      elif name == "clip":
+        known = st.norms == "known" and s.get("max_norm") is not None
+        m = defenses.clip(m, max_norm=s["max_norm"] if known
+                          else s["observed_norm"])
+      elif name == "clip_per_layer":
+        if st.norms == "known" and s.get("max_norm") is not None:
+          m = defenses.clip_per_layer(m, max_norm=s["max_norm"])
+        else:
+          leaves, treedef = jax.tree.flatten(m)
+          m = jax.tree.unflatten(treedef, [
+              defenses.clip_tensor(g, n)
+              for g, n in zip(leaves, s["observed_norms"])])
+      elif name in NOISES and st.noise == "add" and s.get("scale") and (
+          key is not None):
+        key, sub = jax.random.split(key)
+        noise = (defenses.laplacian_noise if name == "laplacian"
+                 else defenses.gaussian_noise)
+        kw = {"scale" if name == "laplacian" else "sigma": s["scale"]}
+        m = noise(m, sub, **kw)
+      elif name == "sign" and st.exact:
+        m = defenses.sign(m)
+      elif name == "quantize" and st.exact:
+        m = defenses.quantize(m, bits=int(s["bits"]))
+    return m
+
+
+def _static_settings(est: dict, style: Style) -> tuple:
+  name = est["name"]
+  s = {k: v for k, v in est.items() if k != "name"}
+  if name in _STATIC:
+    drop = {"rates", "keep"} - set(_STATIC[name][style.masks])
+    s = {k: v for k, v in s.items() if k not in drop}
+  if style.norms == "known" and s.get("max_norm") is not None:
+    s.pop("observed_norm", None)
+    s.pop("observed_norms", None)
+  return _freeze(s)
+
+
+def from_leak(leak, victim, style: Style = Style(), detect: bool = False
+              ) -> tuple[ClientModel, dict]:
+  """The attacker's ``ClientModel`` of ``leak`` and its traced arrays."""
+  if leak.protocol not in protocols.PROTOCOLS:
+    raise ValueError(f"unknown protocol {leak.protocol!r}; known: "
+                     f"{protocols.PROTOCOLS}")
+  ests = estimate(leak.message, leak.defense, detect)
+  model = ClientModel(
+      victim=victim, protocol=leak.protocol,
+      protocol_config=_freeze(dict(leak.protocol_config)),
+      num_clients=int(leak.num_clients),
+      defenses=tuple((e["name"], _static_settings(e, style)) for e in ests),
+      style=style)
+  arrays = {}
+  if style.masks == "pattern" and any(e["name"] in ("prune", "soteria")
+                                      for e in ests):
+    arrays["mask"] = nonzero_pattern(leak.message)
+  return model, arrays
+
+
+def summary(model: ClientModel) -> list[dict]:
+  """A JSON-able description of the modeled defenses (for run info)."""
+  out = []
+  for name, s in model.defenses:
+    d = {"name": name}
+    for k, v in dict(s).items():
+      if k == "keep":
+        v = f"{sum(v)}/{len(v)} features"
+      elif k == "rates":
+        v = f"mean {np.mean(v):.3f}"
+      elif k == "observed_norms":
+        v = f"{len(v)} tensors"
+      elif isinstance(v, tuple):
+        v = list(v)
+      d[k] = v
+    out.append(d)
+  return out

@@ -1,0 +1,117 @@
+"""The trial loop: restarts, best iterates, non-finite trials, hooks, tx."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gitjax.attacks import engine
+from gitjax.attacks import optimizers
+
+
+def _quadratic(v, target):
+  return jnp.sum(jnp.square(v - target))
+
+
+def _log_loss(v, data):
+  del data
+  return jnp.sum(jnp.square(v - 1.0)) + 0.0 * jnp.sum(jnp.log(v))
+
+
+def _opts(**kw):
+  return engine.Options(progress=False, **kw)
+
+
+def test_restarts_run_together_and_the_best_is_picked():
+  init = jnp.asarray([[5.0], [0.5], [-3.0]])  # [R=3, 1]
+  tx = optimizers.transformation("sgd", 0.05, 5)
+  best, info = engine.optimize(_quadratic, init, tx, jnp.asarray([1.0]),
+                               options=_opts(iterations=5))
+  assert info["restarts"] == 3 and info["best_trial"] == 1
+  assert info["trial_losses"][1] == min(info["trial_losses"])
+  assert abs(float(best[0]) - 1.0) < 0.5
+  assert info["nonfinite_trials"] == []
+
+
+def test_nonfinite_trial_is_masked_and_reported():
+  init = jnp.asarray([[-0.5], [3.0], [2.0]])  # log(-0.5) is NaN.
+  tx = optimizers.transformation("adam", 0.1, 40)
+  best, info = engine.optimize(_log_loss, init, tx,
+                               options=_opts(iterations=40))
+  assert info["nonfinite_trials"] == [0] and info["died_at"][0] == 0
+  assert info["trial_losses"][0] == float("inf")
+  assert info["best_trial"] in (1, 2) and np.isfinite(info["loss"])
+  assert all(np.isfinite(info["final_losses"][1:]))
+  assert abs(float(best[0]) - 1.0) < 0.5
+
+
+def test_any_optax_transformation_runs_and_keep_last_returns_the_end():
+  init = jnp.asarray([[3.0]])
+  tx = optax.chain(optax.clip(0.1), optax.sgd(1.0))  # 0.1 per step to 1.
+  last, info = engine.optimize(_quadratic, init, tx, jnp.asarray([1.0]),
+                               options=_opts(iterations=10, keep="last"))
+  np.testing.assert_allclose(last, [2.0], atol=1e-6)
+  best, _ = engine.optimize(_quadratic, init, tx, jnp.asarray([1.0]),
+                            options=_opts(iterations=10))
+  np.testing.assert_allclose(best, [2.0], atol=1e-6)  # Also the best here.
+  assert info["iterations"] == 10
+
+
+def test_on_chunk_sees_every_boundary_and_changes_data():
+  calls = []
+
+  def hook(step, v, data):
+    calls.append((step, float(v[0, 0])))
+    return jnp.asarray([10.0]) if step >= 4 else None  # Move the target.
+
+  tx = optax.sgd(0.25)  # Halves the distance to the target per step.
+  best, info = engine.optimize(
+      _quadratic, jnp.asarray([[0.0]]), tx, jnp.asarray([2.0]),
+      options=_opts(iterations=10, chunk=3, stops=(4,), keep="last"),
+      on_chunk=hook)
+  assert [c[0] for c in calls] == [0, 3, 4, 7]  # Chunks 3, 1, 3, 3.
+  assert info["history"]["iteration"] == [3, 4, 7, 10]
+  np.testing.assert_allclose(calls[2][1], 2.0 * (1 - 0.5**4), rtol=1e-5)
+  x4 = 2.0 * (1 - 0.5**4)
+  np.testing.assert_allclose(best, [10.0 - (10.0 - x4) * 0.5**6], rtol=1e-5)
+
+
+def test_lbfgs_line_search_reuses_its_value():
+  tx = optimizers.transformation("lbfgs", 1.0, 20)
+  best, info = engine.optimize(_quadratic, jnp.asarray([[4.0, -2.0]]), tx,
+                               jnp.asarray([1.0, 1.0]),
+                               options=_opts(iterations=20))
+  np.testing.assert_allclose(best, [1.0, 1.0], atol=1e-5)
+  assert info["loss"] < 1e-10
+
+
+def test_trials_sharded_over_devices_match_unsharded():
+  init = jnp.linspace(-2.0, 2.0, 8)[:, None]  # [R=8, 1]; 8 CPU devices.
+  tx = optimizers.transformation("adam", 0.1, 6, signed=True)
+  target = jnp.asarray([0.3])
+  _, a = engine.optimize(_quadratic, init, tx, target,
+                         options=_opts(iterations=6), select=False)
+  best, b = engine.optimize(_quadratic, init, tx, target, select=False,
+                            options=_opts(iterations=6, shard_trials=True))
+  np.testing.assert_allclose(a["trial_losses"], b["trial_losses"],
+                             rtol=1e-5)
+  assert len(best.sharding.device_set) == jax.device_count()
+  with pytest.raises(ValueError, match="divisible by the 8 devices"):
+    engine.optimize(_quadratic, init[:3], tx, target,
+                    options=_opts(iterations=6, shard_trials=True))
+
+
+def test_bad_options_and_names_raise():
+  for kw, msg in ((dict(loop="gpu"), "unknown loop 'gpu'"),
+                  (dict(trial_axis="pmap"), "unknown trial_axis 'pmap'"),
+                  (dict(keep="worst"), "unknown keep 'worst'"),
+                  (dict(iterations=0), "iterations must be >= 1")):
+    with pytest.raises(ValueError, match=msg):
+      engine.check_options(engine.Options(**kw))
+  with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+    optimizers.transformation("rmsprop")
+  with pytest.raises(ValueError, match="unknown schedule 'cyclic'"):
+    optimizers.transformation(schedule_name="cyclic")
+  assert optimizers.transformation("adam", 0.1) is optimizers.transformation(
+      "adam", 0.1)  # Cached: the compiled step is reused.
