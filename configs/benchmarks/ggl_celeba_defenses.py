@@ -15,9 +15,15 @@ CPU (ResNet-18 width 8 there). IG on the same leaks: the engine's
 ``inverting_gradients`` (8000 iterations as in GGL's baselines on GPU, 300
 on CPU). Target: GGL above 11.08 / 11.19 / 11.15 / 10.14 dB (psnr_ggl, the
 [-1, 1] scale) and above IG. Results: BUILD_NOTES.md.
-"""
 
-import ml_collections as mlc
+Blocks as in an attack config (``configs/common.py``): ``attack`` is GGL,
+``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net; ``bench``:
+``num_images`` (the first of ``data.index``), ``cases`` (the defense
+sweep: each sets ``leak.defense``, which the base config leaves out) and
+``timing_repeats`` (the CMA-ES generation timing). Leak i's key is
+``seed + 1 + i`` = 1000 + i and every attack's key on image i is
+``seed + 1001 + i`` = 2000 + i, as in the measured runs.
+"""
 
 from configs import common
 
@@ -26,40 +32,44 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/celeba",
                          generator_dir="/tmp/gitjax/prior_dcgan_celeba")
-  config = mlc.ConfigDict()
+  config = common.base_config()
   config.benchmark = "ggl_celeba_defenses"
-  config.data = dict(name="celeba", data_dir=arg.data_dir, image_size=32,
-                     mean=(0.5,), std=(0.5,),
+  config.seed = 999  # Leak i: key(1000 + i); attacks: key(2000 + i).
+  config.data.update(name="celeba", data_dir=arg.data_dir, image_size=32,
+                     mean=(0.5,), std=(0.5,), index=tuple(range(16)),
                      options=dict(start=9000, stop=10000))
-  config.num_images = 16
   config.victim = dict(name="resnet18", width=64)
-  config.victim_seed = 0
-  config.generator_dir = arg.generator_dir
+  del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="ggl", generator_dir=arg.generator_dir,
                        optimizer="cmaes", budget=800, population=50,
                        sigma=1.0, distance="l2", kl_weight=0.0,
                        noise_mode="none", log_every=100)
-  config.ig = dict(iterations=8000, restarts=1, progress=False)
-  config.defenses = dict(
-      noise=[dict(name="gaussian", sigma=0.1)],
-      clip=[dict(name="clip", max_norm=4.0)],
-      prune=[dict(name="prune", rate=0.9)],
-      soteria=[dict(name="soteria", rate=0.8)])
-  config.lpips_net = "vgg"
+  config.baselines = dict(ig=dict(name="ig", iterations=8000, restarts=1,
+                                  progress=False))
+  config.eval.lpips_net = "vgg"
+  config.bench = dict(
+      num_images=16, timing_repeats=3,
+      cases=dict(
+          noise=dict(leak=dict(defense=[dict(name="gaussian", sigma=0.1)])),
+          clip=dict(leak=dict(defense=[dict(name="clip", max_norm=4.0)])),
+          prune=dict(leak=dict(defense=[dict(name="prune", rate=0.9)])),
+          soteria=dict(leak=dict(defense=[dict(name="soteria",
+                                               rate=0.8)]))))
   if arg.cpu:
-    config.num_images = 4
+    config.bench.num_images = 4
     config.victim.width = 8
     config.attack.budget = 40
     config.attack.log_every = 10
-    config.ig.iterations = 300
+    config.baselines.ig.iterations = 300
   if arg.smoke:
     # Embedded 8x8 photos: the smoke priors' size; no data download.
     config.data.update(name="embedded", data_dir=None, image_size=8)
     config.data.options = {}
-    config.num_images = 1
+    config.bench.num_images = 1
+    config.bench.timing_repeats = 1
     config.victim.width = 2
     config.attack.budget = 2
     config.attack.population = 4
-    config.ig.iterations = 2
-    config.lpips_net = None
+    config.baselines.ig.iterations = 2
+    config.eval.lpips_net = None
   return config

@@ -15,9 +15,15 @@ iterations. GPU: ResNet-18 width 64, 3600 steps, 4 batches per case; CPU:
 width 8, 300 steps, 2 batches per case. Targets: GI-SMN above IG,
 and >= 3 dB above IG under pruning and noise; GI-SMN's published best is
 36.98 dB (StyleGAN-XL prior, ResNet-18 width 238). Results: BUILD_NOTES.md.
-"""
 
-import ml_collections as mlc
+Blocks as in an attack config (``configs/common.py``): ``attack`` is
+GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net;
+``bench``: ``num_batches`` per case and ``cases`` (each sets
+``data.batch_size`` and ``leak.defense``, which the base config leaves
+out). As in the measured runs: batch j of a case with B images is sampled
+with seed 100 j + B, its leak key is ``seed + 1 + j`` = 10 + j, every
+attack's key ``seed + 11 + j`` = 20 + j.
+"""
 
 from configs import common
 
@@ -26,39 +32,43 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/cifar10",
                          generator_dir="/tmp/gitjax/prior_style_cifar10")
-  config = mlc.ConfigDict()
+  config = common.base_config()
   config.benchmark = "gismn_cifar10"
-  config.data = dict(name="cifar10", data_dir=arg.data_dir, image_size=32,
+  config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
+  config.data.update(name="cifar10", data_dir=arg.data_dir, image_size=32,
                      mean=(0.4914, 0.4822, 0.4465),
-                     std=(0.2470, 0.2435, 0.2616))
+                     std=(0.2470, 0.2435, 0.2616), distinct_labels=True)
+  del config.data["batch_size"]  # Set per case (bench.cases).
   config.victim = dict(name="resnet18", width=64)
-  config.victim_seed = 0
-  config.generator_dir = arg.generator_dir
+  del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="gismn", generator_dir=arg.generator_dir,
-                       steps=3600, lr=0.1, distance="l1", log_every=400)
-  config.ig = dict(iterations=3600, restarts=1, progress=False)
-  config.num_batches = 4
-  config.cases = dict(
-      b1=dict(batch_size=1, defense=[]),
-      b4=dict(batch_size=4, defense=[]),
-      b8=dict(batch_size=8, defense=[]),
-      b1_prune90=dict(batch_size=1, defense=[dict(name="prune", rate=0.9)]),
-      b1_noise=dict(batch_size=1,
-                    defense=[dict(name="gaussian", sigma=0.01)]))
-  config.lpips_net = "alex"
+                       steps=3600, lr=0.1, distance="l1")
+  config.baselines = dict(ig=dict(name="ig", iterations=3600, restarts=1,
+                                  progress=False))
+  config.eval.lpips_net = "alex"
+  config.bench = dict(
+      num_batches=4,
+      cases=dict(
+          b1=dict(data=dict(batch_size=1), leak=dict(defense=[])),
+          b4=dict(data=dict(batch_size=4), leak=dict(defense=[])),
+          b8=dict(data=dict(batch_size=8), leak=dict(defense=[])),
+          b1_prune90=dict(data=dict(batch_size=1), leak=dict(
+              defense=[dict(name="prune", rate=0.9)])),
+          b1_noise=dict(data=dict(batch_size=1), leak=dict(
+              defense=[dict(name="gaussian", sigma=0.01)]))))
   if arg.cpu:
     config.victim.width = 8
     config.attack.steps = 300
-    config.attack.log_every = 100
-    config.ig.iterations = 300
-    config.num_batches = 2
+    config.baselines.ig.iterations = 300
+    config.bench.num_batches = 2
   if arg.smoke:
     # Embedded 8x8 photos: the smoke priors' size; no data download.
     config.data.update(name="embedded", data_dir=None, image_size=8)
     config.victim.width = 2
     config.attack.steps = 3
-    config.ig.iterations = 3
-    config.num_batches = 1
-    config.cases = dict(b1=dict(batch_size=1, defense=[]))
-    config.lpips_net = None
+    config.baselines.ig.iterations = 3
+    config.bench.num_batches = 1
+    config.bench.cases = dict(b1=dict(data=dict(batch_size=1),
+                                      leak=dict(defense=[])))
+    config.eval.lpips_net = None
   return config

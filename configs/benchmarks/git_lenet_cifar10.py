@@ -22,33 +22,63 @@ python -m launch.benchmark \
 
 Measured results: see the benchmark section of BUILD_NOTES.md and the report
 of issue 5 (CPU budget, 2026-11-21).
+
+Fields: ``inverters.<name>``: ``dir`` (a training workdir; empty or without
+checkpoints: trained into it, or into WORKDIR/<name>, with ``train``, the
+training config of ``configs/git_lenet.py`` / ``configs/lti_lenet.py`` at
+``budget``); ``attack`` (GIT) and ``baselines`` (LTI, DLG, IG, GIT + IG for
+a quarter of IG's iterations and for all of them), full attack blocks whose
+``inverter_dir`` the benchmark fills in (GIT and GIT + IG: the clean or the
+noise-trained GIT; LTI: the LTI inverter); ``bench``: ``num_test`` test
+images (the training runs' evaluation sample) and ``num_attack`` attacked
+leaks. The noise level of the noisy leaks is the noise-trained inverter's
+own (its ``leak.defense``). Leak i: key 1000 + i; attack key i, as before.
 """
 
+import ml_collections as mlc
+
 from configs import common
+from configs import git_lenet
+from configs import lti_lenet
+
+
+def inverters(data_dir: str, budget: str, **dirs) -> mlc.ConfigDict:
+  """{name: dict(dir, train)} for GIT, LTI and the noise-trained GIT."""
+  arg = f"data_dir={data_dir},budget={budget}"
+  train = dict(git=git_lenet.get_config(arg),
+               lti=lti_lenet.get_config(arg),
+               git_noise=git_lenet.get_config(arg + ",sigma=0.1"))
+  return mlc.ConfigDict({k: dict(dir=dirs.get(f"{k}_dir", ""), train=v)
+                         for k, v in train.items()})
 
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, data_dir="../shared/data/cifar10",
                          budget="cpu", git_dir="", lti_dir="",
                          git_noise_dir="", smoke=False)
-  config = common.base_config()
-  config.benchmark = "git_lenet_cifar10"
-  config.data_dir = arg.data_dir
-  config.budget = arg.budget  # Training budget of configs/git_lenet.py.
-  config.git_dir = arg.git_dir
-  config.lti_dir = arg.lti_dir
-  config.git_noise_dir = arg.git_noise_dir
-  config.num_test = 256
-  config.num_attack = 4
-  config.sigma = 0.1
-  config.dlg_iterations = 300
-  config.ig_iterations = 1000
-  config.proximity = 0.0
   if arg.smoke:
-    config.data_dir = ""  # Embedded photos.
-    config.budget = "smoke"
-    config.num_test = 4
-    config.num_attack = 1
-    config.dlg_iterations = 2
-    config.ig_iterations = 4
+    arg.data_dir, arg.budget = "", "smoke"  # Embedded photos.
+  config = mlc.ConfigDict()
+  config.benchmark = "git_lenet_cifar10"
+  config.inverters = inverters(arg.data_dir, arg.budget,
+                               git_dir=arg.git_dir, lti_dir=arg.lti_dir,
+                               git_noise_dir=arg.git_noise_dir)
+  config.attack = dict(name="git")
+  config.baselines = dict(
+      lti=dict(name="lti"),
+      dlg=dict(name="dlg", iterations=300, progress=False),
+      ig=dict(name="ig", iterations=1000, progress=False),
+      git_ig_quarter=dict(name="git_ig", iterations=250, progress=False,
+                          proximity=0.0),
+      git_ig=dict(name="git_ig", iterations=1000, progress=False,
+                  proximity=0.0))
+  config.eval = dict(data_range=1.0,
+                     lpips_net=mlc.config_dict.placeholder(str))
+  config.bench = dict(num_test=256, num_attack=4)
+  if arg.smoke:
+    config.bench.update(num_test=4, num_attack=1)
+    config.baselines.dlg.iterations = 2
+    config.baselines.ig.iterations = 4
+    config.baselines.git_ig_quarter.iterations = 1
+    config.baselines.git_ig.iterations = 4
   return config

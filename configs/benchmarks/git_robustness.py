@@ -13,9 +13,20 @@ test it on classes 0-4 and 5-9 (or pass ``shift_dir``).
 
 Measured results: see the report of issue 5 and BUILD_NOTES.md (CPU budget,
 2026-11-21).
+
+Fields: ``inverters.<name>``: ``dir`` and ``train`` as in
+``configs/benchmarks/git_lenet_cifar10.py`` (``git_noise`` is only loaded,
+given its dir; ``shift`` is trained only with ``shift_steps`` > 0, on
+classes 0-4, and its classes are read from its own training config);
+``bench``: the sweeps (``noise_sigmas``, ``prune_rates``,
+``shift_datasets``, ``discrepancy_steps`` with ``discrepancy_lr`` and
+``discrepancy_batch``) and ``num_test``.
 """
 
+import ml_collections as mlc
+
 from configs import common
+from configs import git_lenet
 
 
 def get_config(arg=None):
@@ -23,34 +34,33 @@ def get_config(arg=None):
                          mnist_dir="../shared/data/mnist", budget="cpu",
                          git_dir="", git_noise_dir="", shift_dir="",
                          shift_steps=0, smoke=False)
-  config = common.base_config()
-  config.benchmark = "git_robustness"
-  config.data_dir = arg.data_dir
-  config.budget = arg.budget
-  config.git_dir = arg.git_dir
-  config.git_noise_dir = arg.git_noise_dir
-  config.shift_dir = arg.shift_dir
-  config.shift_steps = arg.shift_steps
-  config.shift_classes = (0, 1, 2, 3, 4)
-  config.num_test = 128
-  config.noise_sigmas = (0.0, 0.001, 0.01, 0.03, 0.1, 0.3)
-  config.prune_rates = (0.0, 0.5, 0.9, 0.99)
-  config.shift_datasets = [
-      dict(label="skimage photos (embedded)", name="embedded",
-           split="test"),
-      dict(label="MNIST", name="mnist", data_dir=arg.mnist_dir,
-           split="test", limit=1000)]
-  config.discrepancy_steps = (0, 10, 100, 1000)
-  config.discrepancy_lr = 0.01
-  config.discrepancy_batch = 64
   if arg.smoke:
-    config.data_dir = ""
-    config.budget = "smoke"
-    config.num_test = 4
-    config.shift_steps = 2
-    config.noise_sigmas = (0.0, 0.1)
-    config.prune_rates = (0.0, 0.9)
-    config.shift_datasets = [dict(label="digits", name="digits",
-                                  split="test")]
-    config.discrepancy_steps = (0, 2)
+    arg.data_dir, arg.budget = "", "smoke"  # Embedded photos.
+    arg.shift_steps = 2
+  train = f"data_dir={arg.data_dir},budget={arg.budget}"
+  config = mlc.ConfigDict()
+  config.benchmark = "git_robustness"
+  config.inverters = dict(
+      git=dict(dir=arg.git_dir, train=git_lenet.get_config(train)),
+      git_noise=dict(dir=arg.git_noise_dir, train=None),
+      shift=dict(dir=arg.shift_dir, train=git_lenet.get_config(
+          f"{train},classes=0-1-2-3-4,steps={arg.shift_steps}")
+                 if arg.shift_steps else None))
+  config.bench = dict(
+      num_test=128,
+      noise_sigmas=(0.0, 0.001, 0.01, 0.03, 0.1, 0.3),
+      prune_rates=(0.0, 0.5, 0.9, 0.99),
+      shift_datasets=[
+          dict(label="skimage photos (embedded)", name="embedded",
+               split="test"),
+          dict(label="MNIST", name="mnist", data_dir=arg.mnist_dir,
+               split="test", limit=1000)],
+      discrepancy_steps=(0, 10, 100, 1000),
+      discrepancy_lr=0.01,
+      discrepancy_batch=64)
+  if arg.smoke:
+    config.bench.update(
+        num_test=4, noise_sigmas=(0.0, 0.1), prune_rates=(0.0, 0.9),
+        shift_datasets=[dict(label="digits", name="digits", split="test")],
+        discrepancy_steps=(0, 2))
   return config

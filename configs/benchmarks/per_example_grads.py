@@ -10,12 +10,14 @@ not) and for a loop of jitted single-example jax.grad calls, plus peak memory
 BUILD_NOTES.md. ``:cpu=True`` shrinks the batch to 8 for a 2-core CPU.
 """
 
+import ml_collections as mlc
+
 from configs import common
 
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, smoke=False, cpu=False)
-  config = common.base_config()
+  config = mlc.ConfigDict()  # No attack-experiment blocks: none is used.
   config.benchmark = "per_example_grads"
   config.models = ("convnet", "resnet18")
   config.width = 64

@@ -12,16 +12,17 @@ cosine 0.991 from the gradient dL/da alone, 1.000 after L-BFGS; table in
 gitjax/benchmarks/tensor_mnist.py. trials=8 doubles the time.
 """
 
+import ml_collections as mlc
+
 from configs import common
 
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, trials=8, data_dir="../shared/data/mnist",
                          smoke=False)
-  config = common.base_config()
+  config = mlc.ConfigDict()  # No attack-experiment blocks: none is used.
   config.benchmark = "tensor_mnist"
-  config.dataset = "mnist"
-  config.data_dir = arg.data_dir
+  config.data = dict(name="mnist", data_dir=arg.data_dir, split="test")
   config.batch_sizes = (2, 4, 8)
   config.widths = (10_000, 100_000)
   config.trials = arg.trials
@@ -31,8 +32,7 @@ def get_config(arg=None):
   config.chunk_size = 4096
   config.target = 0.95
   if arg.smoke:  # scikit-learn's 8x8 digits: no data download.
-    config.dataset = "digits"
-    config.data_dir = ""
+    config.data.update(name="digits", data_dir="")
     config.batch_sizes = (2,)
     config.widths = (3_000,)
     config.trials = 1

@@ -12,12 +12,14 @@ m / d (error_vs_m_over_d.png). Results in WORKDIR/results.json. Measured
 (table in gitjax/benchmarks/tensor_synthetic.py).
 """
 
+import ml_collections as mlc
+
 from configs import common
 
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, smoke=False)
-  config = common.base_config()
+  config = mlc.ConfigDict()  # No attack-experiment blocks: none is used.
   config.benchmark = "tensor_synthetic"
   config.batch_size = 2
   config.width = 10_000

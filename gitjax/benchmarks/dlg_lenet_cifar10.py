@@ -1,98 +1,65 @@
 """DLG on DLG's LeNet (sigmoid, uniform(-0.5, 0.5), random init), CIFAR-10.
 
-Samples ``num_images`` CIFAR-10 test images (seeded), simulates one FedSGD
-leak per image (B = ``batch_size``), infers labels from each gradient and
-attacks all leaks in one compiled program (``gradient_matching.attack_many``:
-images x restarts trials vmapped). Reports PSNR on [0, 1] pixels (median,
-mean, per image), label accuracy and seconds per image.
+``bench.num_images`` FedSGD leaks of B = ``data.batch_size`` test images each
+(``experiments.make_cases``: one seeded sample, one victim), all attacked in
+one compiled program (``experiments.attack_cases``; ``images_per_program``
+splits them) with the attack in ``config.attack`` (DLG; any registered
+attack runs). Reports PSNR on [0, 1] pixels (median, mean, per image),
+label accuracy and seconds per image.
 
-``ig_convnet_cifar10`` reuses ``attack_images`` with its own victim/attack.
+``ig_convnet_cifar10`` reuses ``attack_images`` with its own blocks.
 """
 
 import logging
-import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from gitjax import data as data_lib
-from gitjax import leak as leak_lib
-from gitjax import metrics
-from gitjax import models
-from gitjax import victim as victim_lib
-from gitjax.attacks import gradient_matching as gm
+from gitjax import experiments
 
 
-def load_images(config):
-  """``num_images * batch_size`` CIFAR-10 test images (seeded sample).
+def attack_images(config, dataset) -> tuple[dict, list, list]:
+  """Attacks ``bench.num_images`` leaks of B images each.
 
-  ``config.dataset`` "embedded" (smoke runs) uses the bundled photos instead.
+  Returns (the scores' summary, the cases, their reconstructions).
   """
-  if config.dataset == "embedded":
-    ds = data_lib.load("embedded", image_size=config.image_size)
-  else:
-    path = os.path.join(config.data_dir, "cifar10")
-    ds = data_lib.load("cifar10", data_dir=path, split="test",
-                       image_size=config.image_size)
-  n = config.num_images * config.batch_size
-  return data_lib.sample(ds, n, seed=config.seed)
-
-
-def attack_images(config, victim, defaults, private) -> dict:
-  """Attacks ``num_images`` leaks of B images each; returns the scores."""
-  variables = victim_lib.init_variables(victim,
-                                        jax.random.key(config.victim_seed))
-  b = config.batch_size
-  xs = jnp.asarray(private.images).reshape(
-      (config.num_images, b) + private.images.shape[1:])
-  ys = jnp.asarray(private.labels).reshape((config.num_images, b))
-  leaks = [leak_lib.simulate(victim, variables, xs[i], ys[i],
-                             jax.random.key(config.seed + i))[0]
-           for i in range(config.num_images)]
-  attack = dict(config.attack)
-  attack.pop("name", None)
-  groups = config.get("images_per_program") or config.num_images
+  count = config.bench.num_images
+  cases = experiments.make_cases(config, dataset, count)
+  group = config.bench.images_per_program or count
   t0 = time.time()
   recs = []
-  for start in range(0, config.num_images, groups):
-    recs += gm.attack_many(leaks[start:start + groups], victim, attack,
-                           jax.random.key(config.seed + 1000 + start),
-                           defaults)
+  for start in range(0, count, group):
+    recs += experiments.attack_cases(
+        cases[start:start + group], config.attack,
+        jax.random.key(config.seed + 1000 + start))
   jax.block_until_ready([r.images for r in recs])
   seconds = time.time() - t0
-  psnr, ssim, label_acc, losses = [], [], [], []
-  for i, rec in enumerate(recs):
-    s = metrics.score(jnp.clip(rec.images, 0.0, 1.0), xs[i], data_range=1.0,
-                      labels_hat=rec.labels, labels=ys[i])
-    psnr += s["per_image"]["psnr"]
-    ssim += s["per_image"]["ssim"]
-    label_acc.append(s["label_accuracy"])
-    losses.append(rec.info["loss"])
+  scores = [experiments.evaluate(r, c, config) for r, c in zip(recs, cases)]
+  psnr = [p for s in scores for p in s["per_image"]["psnr"]]
+  ssim = [p for s in scores for p in s["per_image"]["ssim"]]
+  b = cases[0].leak.batch_size
+  attack = experiments.plain(config.attack)
   out = dict(
-      num_images=config.num_images, batch_size=b,
-      images_attacked=config.num_images * b,
+      num_images=count, batch_size=b, images_attacked=len(psnr),
       median_psnr=float(np.median(psnr)), mean_psnr=float(np.mean(psnr)),
       median_ssim=float(np.median(ssim)),
       fraction_psnr_at_least_40=float(np.mean(np.asarray(psnr) >= 40)),
-      label_accuracy=float(np.mean(label_acc)),
-      seconds=seconds, seconds_per_image=seconds / (config.num_images * b),
+      label_accuracy=float(np.mean([s["label_accuracy"] for s in scores])),
+      seconds=seconds, seconds_per_image=seconds / len(psnr),
       per_image_psnr=[round(p, 2) for p in psnr],
-      final_losses=losses, label_source=recs[0].info["label_source"],
-      attack=attack, iterations=recs[0].info["iterations"],
-      first_chunk_seconds=recs[0].info["first_chunk_seconds"],
-      pixel_range="[0, 1]", victim=victim.name, victim_config=victim.config)
-  logging.info("median PSNR %.2f dB over %d images (B=%d), %.1f s/image",
-               out["median_psnr"], config.num_images, b,
+      final_losses=[r.info.get("loss") for r in recs],
+      label_source=recs[0].info.get("label_source"), attack=attack,
+      attack_name=attack["name"], iterations=recs[0].info.get("iterations"),
+      first_chunk_seconds=recs[0].info.get("first_chunk_seconds"),
+      pixel_range="[0, 1]", victim=cases[0].victim.name,
+      victim_config=cases[0].victim.config)
+  logging.info("%s: median PSNR %.2f dB over %d images (B=%d), %.1f s/image",
+               attack["name"], out["median_psnr"], count, b,
                out["seconds_per_image"])
-  return out
+  return out, cases, recs
 
 
 def run(config, workdir):
   del workdir
-  private = load_images(config)
-  victim = models.make_victim(
-      "lenet", input_shape=private.images.shape[1:],
-      num_classes=private.num_classes)
-  return attack_images(config, victim, gm.DLG_DEFAULTS, private)
+  return attack_images(config, experiments.load_data(config.data))[0]

@@ -1,17 +1,19 @@
 """GIT on CIFAR-10 / LeNet: against LTI, DLG, IG; GIT + IG; timings.
 
-Inverters come from training workdirs (``git_dir``, ``lti_dir``,
-``git_noise_dir``); an empty one is trained here into ``workdir/<name>``
-with ``configs/git_lenet.py`` / ``configs/lti_lenet.py`` at
-``config.budget``. Then, on ``num_test`` CIFAR-10 test images (the same
-sample as the training runs' evaluation):
+Inverters (``config.inverters``) come from training workdirs; an empty one
+is trained with its ``train`` config (``configs/benchmarks/
+git_lenet_cifar10.py`` builds them from ``configs/git_lenet.py`` and
+``configs/lti_lenet.py``) into ``dir`` or ``workdir/<name>``. Then, on
+``bench.num_test`` CIFAR-10 test images (the same sample as the training
+runs' evaluation):
 
 * GIT and LTI test MSE (one forward pass per leak), clean gradients;
-* with Gaussian gradient noise ``sigma``: the GIT inverter trained with that
-  noise, and the clean-trained one;
-* on the first ``num_attack`` of those leaks, DLG and IG (short budgets)
-  beside GIT and LTI, with and without noise; GIT + IG for a quarter of
-  IG's iterations and for all of them; seconds per reconstruction.
+* with the noise-trained inverter's Gaussian gradient noise: that inverter,
+  and the clean-trained one;
+* on the first ``bench.num_attack`` of those leaks
+  (``experiments.case_from_batch`` at the inverter's victim), ``config.attack``
+  (GIT) and ``config.baselines`` (LTI, DLG, IG, GIT + IG), with and without
+  noise, scored by ``experiments.evaluate``; seconds per reconstruction.
 """
 
 import logging
@@ -19,31 +21,39 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
+import ml_collections as mlc
 import numpy as np
 
-from configs import git_lenet
-from configs import lti_lenet
-from gitjax import attacks
 from gitjax import data as data_lib
-from gitjax import leak as leak_lib
-from gitjax import metrics
+from gitjax import experiments
+from gitjax import inverter_eval
+from gitjax import loading
 from gitjax import report
 from gitjax import train_inverter
+from gitjax.benchmarks import compare
+
+INVERTER_ATTACKS = ("git", "git_ig")  # Take the GIT inverter's workdir.
 
 
-def trained_inverter(config, name: str, workdir: str, sigma: float = 0.0):
-  """Loads ``config.<name>_dir``, training it first if it is empty."""
-  directory = config.get(f"{name}_dir") or os.path.join(workdir, name)
-  path = os.path.join(directory, "checkpoints")
-  if not config.get(f"{name}_dir") or not os.path.isdir(path):
-    module = lti_lenet if name.startswith("lti") else git_lenet
-    arg = f"data_dir={config.data_dir},budget={config.budget}"
-    if sigma:
-      arg += f",sigma={sigma}"
-    logging.info("Training %s (%s) into %s", name, arg, directory)
-    train_inverter.train_and_evaluate(module.get_config(arg), directory)
-  return train_inverter.load(directory)
+def trained_inverter(config, name: str, workdir: str):
+  """Loads ``config.inverters.<name>.dir``, training it first if needed.
+
+  Returns None when the inverter has neither checkpoints nor a ``train``
+  config.
+  """
+  spec = config.inverters[name]
+  directory = spec.dir or os.path.join(workdir, name)
+  if not os.path.isdir(os.path.join(directory, loading.CHECKPOINTS)):
+    if spec.get("train") is None:
+      return None
+    logging.info("Training %s into %s", name, directory)
+    train_inverter.train_and_evaluate(_config_dict(spec.train), directory)
+  return loading.inverter(directory)
+
+
+def _config_dict(block) -> mlc.ConfigDict:
+  """A training config block as a ConfigDict of its own."""
+  return mlc.ConfigDict(experiments.plain(block))
 
 
 def test_images(trained, count: int):
@@ -53,48 +63,46 @@ def test_images(trained, count: int):
   return data_lib.sample(ds, count, seed=ev.get("seed", 0))
 
 
+def noise_sigma(trained) -> float:
+  """The Gaussian gradient noise an inverter was trained with (0: none)."""
+  for d in trained.config.leak.defense:
+    if dict(d)["name"] == "gaussian":
+      return float(dict(d)["sigma"])
+  return 0.0
+
+
 def _summary(mse) -> dict:
   mse = np.asarray(mse)
   return dict(mse=float(mse.mean()), mse_median=float(np.median(mse)),
-              psnr=train_inverter.psnr_from_mse(mse), count=int(mse.size))
+              psnr=inverter_eval.psnr_from_mse(mse), count=int(mse.size))
 
 
-def _leak(trained, x01, y, sigma: float, seed: int):
-  """One FedSGD leak of a single image at the inverter's victim."""
+def _cases(trained, test, sigma: float) -> list:
+  """One FedSGD leak per test image at the inverter's victim (key 1000+i)."""
   setup = trained.setup
   defense = [dict(name="gaussian", sigma=sigma)] if sigma else []
-  xs = (jnp.asarray(x01)[None] - jnp.asarray(setup.leak.mean)) / jnp.asarray(
-      setup.leak.std)
-  leak, _ = leak_lib.simulate(
-      setup.victim, setup.variables, xs, jnp.asarray([y]),
-      jax.random.key(seed), defense=defense, mean=setup.leak.mean,
-      std=setup.leak.std)
-  return leak
+  return [experiments.case_from_batch(
+      setup.victim, setup.variables, data_lib.subset(test, [i]),
+      jax.random.key(1000 + i), defense=defense, mean=setup.leak.mean,
+      std=setup.leak.std) for i in range(len(test.labels))]
 
 
-def _score(rec, leak, x01) -> dict:
-  x_hat = jnp.clip(leak_lib.to_unit_range(leak, rec.images), 0.0, 1.0)
-  s = metrics.score(x_hat, jnp.asarray(x01)[None], data_range=1.0)
-  return dict(mse=s["mean"]["mse"], psnr=s["mean"]["psnr"],
-              ssim=s["mean"]["ssim"], image=np.asarray(x_hat[0]))
-
-
-def compare_attacks(runs: dict, trained, images, labels,
+def compare_attacks(config, blocks: dict, trained, test,
                     sigma: float) -> tuple[dict, dict]:
   """Runs each attack on the same leaks; returns (scores, images)."""
   scores, pictures = {}, {}
-  for i, (x01, y) in enumerate(zip(images, labels)):
-    leak = _leak(trained, x01, int(y), sigma, seed=1000 + i)
-    for name, (attack, cfg) in runs.items():
+  for i, case in enumerate(_cases(trained, test, sigma)):
+    for name, block in blocks.items():
       t0 = time.time()
-      rec = attacks.get(attack)(leak, trained.setup.victim, cfg,
-                                jax.random.key(i))
+      rec = experiments.attack_case(case, block, jax.random.key(i))
       jax.block_until_ready(rec.images)
-      s = _score(rec, leak, x01)
-      s["seconds"] = time.time() - t0
-      s["forward_seconds"] = rec.info.get("forward_seconds")
-      s["iterations"] = rec.info.get("iterations")
-      pictures.setdefault(name, []).append(s.pop("image"))
+      seconds = time.time() - t0
+      m = experiments.evaluate(rec, case, config)["mean"]
+      s = dict(mse=m["mse"], psnr=m["psnr"], ssim=m["ssim"],
+               seconds=seconds,
+               forward_seconds=rec.info.get("forward_seconds"),
+               iterations=rec.info.get("iterations"))
+      pictures.setdefault(name, []).append(compare.unit_images(case, rec)[0])
       scores.setdefault(name, []).append(s)
       logging.info("sigma=%g image %d %s: mse %.4f psnr %.2f (%.1f s)", sigma,
                    i, name, s["mse"], s["psnr"], s["seconds"])
@@ -107,75 +115,80 @@ def compare_attacks(runs: dict, trained, images, labels,
   return out, pictures
 
 
-def _attack_runs(config, git_dir, lti_dir=None) -> dict:
-  it = int(config.ig_iterations)
-  runs = {"git": ("git", dict(inverter_dir=git_dir))}
-  if lti_dir:
-    runs["lti"] = ("lti", dict(inverter_dir=lti_dir))
-  runs["dlg"] = ("dlg", dict(iterations=int(config.dlg_iterations),
-                             progress=False))
-  runs["ig"] = ("ig", dict(iterations=it, progress=False))
-  runs["git_ig_quarter"] = ("git_ig", dict(
-      inverter_dir=git_dir, iterations=max(it // 4, 1), progress=False,
-      proximity=config.proximity))
-  runs["git_ig"] = ("git_ig", dict(inverter_dir=git_dir, iterations=it,
-                                   progress=False,
-                                   proximity=config.proximity))
+def attack_runs(config, git, lti=None) -> dict:
+  """The attack blocks by label, with their inverters' workdirs filled in;
+  without ``lti``, the LTI blocks are left out."""
+  runs = {}
+  for label, block in compare.attack_blocks(config).items():
+    block = dict(experiments.plain(block))
+    if block["name"] == "lti":
+      if lti is None:
+        continue
+      block.setdefault("inverter_dir", lti.workdir)
+    elif block["name"] in INVERTER_ATTACKS:
+      block.setdefault("inverter_dir", git.workdir)
+    runs[label] = block
   return runs
 
 
 def run(config, workdir):
   git = trained_inverter(config, "git", workdir)
   lti = trained_inverter(config, "lti", workdir)
-  git_noise = trained_inverter(config, "git_noise", workdir,
-                               sigma=config.sigma)
-  test = test_images(git, config.num_test)
+  git_noise = trained_inverter(config, "git_noise", workdir)
+  sigma = noise_sigma(git_noise)
+  test = test_images(git, config.bench.num_test)
   x01, ys = test.images, test.labels
-  noise = [dict(name="gaussian", sigma=config.sigma)]
-  results = {"num_test": int(len(ys)), "sigma": config.sigma,
-             "inverters": {}}
+  noise = [dict(name="gaussian", sigma=sigma)]
+  results = {"num_test": int(len(ys)), "sigma": sigma, "inverters": {}}
   for name, tr in (("git", git), ("lti", lti), ("git_noise", git_noise)):
     hist = train_inverter.read_metrics(tr.workdir)
+    rates = [h["examples_per_s"] for h in hist if h.get("examples_per_s")]
     results["inverters"][name] = dict(
         workdir=tr.workdir, step=tr.step,
-        examples_per_s=float(np.median([h["examples_per_s"] for h in hist
-                                        if h.get("examples_per_s")])),
+        examples_per_s=float(np.median(rates)) if rates else None,
         train_wall_s=hist[-1]["wall_s"] if hist else None,
         train_loss=hist[-1]["loss"] if hist else None)
   t = {}
-  t["git"] = _summary(train_inverter.evaluate(git, x01, ys, defense=None,
-                                              seed=1)["mse"])
-  t["lti"] = _summary(train_inverter.evaluate(lti, x01, ys, defense=None,
-                                              seed=1)["mse"])
-  t["git_noise_trained"] = _summary(train_inverter.evaluate(
+  t["git"] = _summary(inverter_eval.evaluate(git, x01, ys, defense=None,
+                                             seed=1)["mse"])
+  t["lti"] = _summary(inverter_eval.evaluate(lti, x01, ys, defense=None,
+                                             seed=1)["mse"])
+  t["git_noise_trained"] = _summary(inverter_eval.evaluate(
       git_noise, x01, ys, defense=noise, seed=1)["mse"])
-  t["git_clean_trained_on_noise"] = _summary(train_inverter.evaluate(
+  t["git_clean_trained_on_noise"] = _summary(inverter_eval.evaluate(
       git, x01, ys, defense=noise, seed=1)["mse"])
   results["test_set"] = t
   logging.info("Test-set MSE: %s", {k: v["mse"] for k, v in t.items()})
 
-  k = int(config.num_attack)
-  clean, pics = compare_attacks(
-      _attack_runs(config, git.workdir, lti.workdir), git, x01[:k], ys[:k],
-      0.0)
-  noisy, _ = compare_attacks(
-      _attack_runs(config, git_noise.workdir), git_noise, x01[:k], ys[:k],
-      config.sigma)
+  k = int(config.bench.num_attack)
+  attacked = data_lib.subset(test, list(range(k)))
+  clean, pics = compare_attacks(config, attack_runs(config, git, lti), git,
+                                attacked, 0.0)
+  noisy, _ = compare_attacks(config, attack_runs(config, git_noise),
+                             git_noise, attacked, sigma)
   results["attacks_clean"] = clean
-  results[f"attacks_sigma_{config.sigma:g}"] = noisy
+  results[f"attacks_sigma_{sigma:g}"] = noisy
   report.save_grid(
       os.path.join(workdir, "grid.png"),
       [x01[:k]] + [np.stack(pics[n]) for n in pics],
       row_titles=["truth"] + list(pics))
-  ig, quarter, full = clean["ig"], clean["git_ig_quarter"], clean["git_ig"]
-  results["targets"] = dict(
-      git_mse_le_0_010=t["git"]["mse"] <= 0.010,
-      git_below_lti=t["git"]["mse"] < t["lti"]["mse"],
-      git_noise_mse_le_0_012=t["git_noise_trained"]["mse"] <= 0.012,
-      git_ig_quarter_reaches_ig=quarter["psnr"] >= ig["psnr"],
-      git_ig_ends_higher=full["psnr"] > ig["psnr"])
-  results["timing"] = dict(
-      git_forward_seconds=clean["git"]["forward_seconds"],
-      ig_seconds=ig["seconds"], ig_iterations=int(config.ig_iterations),
-      speedup=ig["seconds"] / max(clean["git"]["forward_seconds"], 1e-9))
+  results["targets"] = _targets(t, clean)
+  if {"git", "ig"} <= set(clean):
+    ig = clean["ig"]
+    results["timing"] = dict(
+        git_forward_seconds=clean["git"]["forward_seconds"],
+        ig_seconds=ig["seconds"], ig_iterations=ig["iterations"],
+        speedup=ig["seconds"] / max(clean["git"]["forward_seconds"] or 0,
+                                    1e-9))
   return results
+
+
+def _targets(t: dict, clean: dict) -> dict:
+  out = dict(git_mse_le_0_010=t["git"]["mse"] <= 0.010,
+             git_below_lti=t["git"]["mse"] < t["lti"]["mse"],
+             git_noise_mse_le_0_012=t["git_noise_trained"]["mse"] <= 0.012)
+  if {"ig", "git_ig_quarter", "git_ig"} <= set(clean):
+    ig = clean["ig"]["psnr"]
+    out["git_ig_quarter_reaches_ig"] = clean["git_ig_quarter"]["psnr"] >= ig
+    out["git_ig_ends_higher"] = clean["git_ig"]["psnr"] > ig
+  return out

@@ -1,18 +1,19 @@
 """How GIT's reconstructions degrade: noise, pruning, distribution shift, and
 parameter discrepancy. Writes one PNG plot per sweep.
 
-All sweeps use a trained inverter (``git_dir``; trained here with
-``configs/git_lenet.py`` at ``budget`` when empty) and ``num_test`` test
-images; every point is a test MSE (one forward pass per leak):
+All sweeps use a trained inverter (``config.inverters.git``: its ``dir``,
+trained here with its ``train`` config when it has no checkpoints) and
+``bench.num_test`` test images; every point is a test MSE (one forward pass
+per leak):
 
 * ``noise.png``: Gaussian gradient noise sigma (curves for the clean-trained
-  inverter and, given ``git_noise_dir``, the one trained with noise);
+  inverter and, given ``inverters.git_noise.dir``, the one trained with
+  noise);
 * ``prune.png``: magnitude pruning rate of the leaked gradient;
 * ``shift.png``: images from other datasets than the training one
-  (``shift_datasets``), and, given ``shift_dir`` (an inverter trained on
-  classes ``shift_classes`` only; trained here for ``shift_steps`` steps when
-  ``shift_dir`` is empty and ``shift_steps`` > 0), test images of the
-  training classes against the other classes;
+  (``bench.shift_datasets``), and, given ``inverters.shift`` (an inverter
+  trained on some classes only: its ``dir``, or trained with its ``train``
+  config), test images of the training classes against the other classes;
 * ``discrepancy.png``: the client's victim trained k more SGD steps on public
   data than the parameters the inverter was trained at.
 """
@@ -26,8 +27,8 @@ import numpy as np
 import optax
 from matplotlib.figure import Figure
 
-from configs import git_lenet
 from gitjax import data as data_lib
+from gitjax import inverter_eval
 from gitjax import report
 from gitjax import train_inverter
 from gitjax import victim as victim_lib
@@ -35,7 +36,7 @@ from gitjax.benchmarks import git_lenet_cifar10 as main_benchmark
 
 
 def _mse(trained, x01, ys, **kw) -> float:
-  return float(np.mean(train_inverter.evaluate(trained, x01, ys, seed=3,
+  return float(np.mean(inverter_eval.evaluate(trained, x01, ys, seed=3,
                                                **kw)["mse"]))
 
 
@@ -92,20 +93,19 @@ def _dataset(spec: dict, shape) -> data_lib.Dataset:
 
 def run(config, workdir):
   git = main_benchmark.trained_inverter(config, "git", workdir)
-  noisy = None
-  if config.git_noise_dir:
-    noisy = train_inverter.load(config.git_noise_dir)
-  test = main_benchmark.test_images(git, config.num_test)
+  noisy = main_benchmark.trained_inverter(config, "git_noise", workdir)
+  bench = config.bench
+  test = main_benchmark.test_images(git, bench.num_test)
   x01, ys = test.images, test.labels
   out = {"num_test": int(len(ys)), "git_dir": git.workdir}
 
   # Gradient noise.
-  sig = list(config.noise_sigmas)
+  sig = list(bench.noise_sigmas)
   curves = {"trained without noise": [
       _mse(git, x01, ys, defense=[dict(name="gaussian", sigma=s)] if s
            else None) for s in sig]}
   if noisy is not None:
-    s_tr = dict(noisy.config.leak.defense[0]).get("sigma")
+    s_tr = main_benchmark.noise_sigma(noisy)
     curves[f"trained with sigma={s_tr:g}"] = [
         _mse(noisy, x01, ys, defense=[dict(name="gaussian", sigma=s)] if s
              else None) for s in sig]
@@ -117,7 +117,7 @@ def run(config, workdir):
   logging.info("noise: %s", curves)
 
   # Pruning.
-  rates = list(config.prune_rates)
+  rates = list(bench.prune_rates)
   pr = [_mse(git, x01, ys, defense=[dict(name="prune", rate=r)] if r
              else None) for r in rates]
   out["prune"] = dict(rate=rates, mse=pr)
@@ -130,27 +130,20 @@ def run(config, workdir):
   shape = git.setup.image_shape
   names, values = ["training data (test split)"], [
       _mse(git, x01, ys, defense=None)]
-  for spec in config.shift_datasets:
+  for spec in bench.shift_datasets:
     spec = dict(spec)
     label = spec.pop("label")
     ds = _dataset(spec, shape)
-    ds = data_lib.sample(ds, min(config.num_test, len(ds.labels)), seed=0)
+    ds = data_lib.sample(ds, min(bench.num_test, len(ds.labels)), seed=0)
     names.append(label)
     values.append(_mse(git, ds.images, ds.labels, defense=None))
-  shift_dir = config.shift_dir
-  if not shift_dir and config.shift_steps:
-    shift_dir = os.path.join(workdir, "git_shift")
-    cls = "-".join(str(c) for c in config.shift_classes)
-    tcfg = git_lenet.get_config(
-        f"data_dir={config.data_dir},budget={config.budget},classes={cls},"
-        f"steps={config.shift_steps}")
-    train_inverter.train_and_evaluate(tcfg, shift_dir)
-  if shift_dir:
-    shifted = train_inverter.load(shift_dir)
-    seen = np.isin(ys, np.asarray(config.shift_classes))
+  shifted = main_benchmark.trained_inverter(config, "shift", workdir)
+  if shifted is not None:
+    classes = tuple(shifted.config.data.classes or ())
+    seen = np.isin(ys, np.asarray(classes))
     for label, mask in (("trained on classes %s: same classes", seen),
                         ("trained on classes %s: other classes", ~seen)):
-      names.append(label % "-".join(str(c) for c in config.shift_classes))
+      names.append(label % "-".join(str(c) for c in classes))
       values.append(_mse(shifted, x01[mask], ys[mask], defense=None))
   out["shift"] = dict(zip(names, values))
   _bar_plot(os.path.join(workdir, "shift.png"), names, values, "test MSE",
@@ -159,16 +152,16 @@ def run(config, workdir):
 
   # Parameter discrepancy: the client's model trained further.
   train = train_inverter.load_dataset(dict(git.config.data.to_dict()))
-  ks, mses, changes = list(config.discrepancy_steps), [], []
+  ks, mses, changes = list(bench.discrepancy_steps), [], []
   for k in ks:
     v = train_victim_further(git, train.images, train.labels, k,
-                             config.discrepancy_lr, config.discrepancy_batch)
+                             bench.discrepancy_lr, bench.discrepancy_batch)
     changes.append(_relative_change(v["params"], git.setup.variables[
         "params"]))
     mses.append(_mse(git, x01, ys, defense=None, variables=v))
   out["discrepancy"] = dict(steps=ks, mse=mses, relative_param_change=changes,
-                            lr=config.discrepancy_lr,
-                            batch=config.discrepancy_batch)
+                            lr=bench.discrepancy_lr,
+                            batch=bench.discrepancy_batch)
   report.plot_curves(os.path.join(workdir, "discrepancy.png"),
                      [max(k, 1) for k in ks], {"GIT": mses},
                      "victim SGD steps after the inverter's parameters "

@@ -1,9 +1,10 @@
 """Inverting Gradients on IG's ConvNet (random init), CIFAR-10, B = 1 and 4.
 
-For each batch size: ``num_images`` FedSGD leaks of B CIFAR-10 test images,
-labels inferred (iDLG for B = 1, LLG-style counts for B > 1), all leaks
-attacked in one vmapped program (``images_per_program`` splits them), PSNR on
-[0, 1] pixels after order matching.
+For each case of ``bench.cases`` (a batch size, as a ``data`` override):
+``bench.num_images`` FedSGD leaks of B CIFAR-10 test images, labels inferred
+(iDLG for B = 1, LLG-style counts for B > 1), all leaks attacked in one
+vmapped program (``images_per_program`` splits them), PSNR on [0, 1] pixels
+after order matching (``dlg_lenet_cifar10.attack_images``).
 
 Also, per batch size, the gradient-match reference: the same cosine distance
 for the true images plus white noise at ``reference_psnr`` dB (30 and 40 by
@@ -16,9 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gitjax import models
+from gitjax import experiments
 from gitjax import victim as victim_lib
-from gitjax.attacks import gradient_matching as gm
 from gitjax.attacks import objectives
 from gitjax.benchmarks import dlg_lenet_cifar10 as common
 
@@ -46,27 +46,21 @@ def noise_reference(victim, variables, xs, ys, psnr_db: float,
 
 def run(config, workdir):
   del workdir
-  results = {"width": config.width, "batch_sizes": list(config.batch_sizes)}
-  for b in config.batch_sizes:
-    cfg = config.copy_and_resolve_references()
-    cfg.batch_size = b
-    private = common.load_images(cfg)
-    victim = models.make_victim(
-        "convnet", input_shape=private.images.shape[1:],
-        num_classes=private.num_classes, width=config.width,
-        init=config.get("init", "torch"))
-    row = common.attack_images(cfg, victim, gm.IG_DEFAULTS, private)
-    variables = victim_lib.init_variables(victim,
-                                          jax.random.key(cfg.victim_seed))
-    shape = (cfg.num_images, b) + private.images.shape[1:]
-    xs = jnp.asarray(private.images).reshape(shape)
-    ys = jnp.asarray(private.labels).reshape(shape[:2])
+  dataset = experiments.load_data(config.data)
+  results = {"width": config.victim.get("width"), "batch_sizes": []}
+  for name, overrides in config.bench.cases.items():
+    cfg = experiments.with_overrides(config, overrides,
+                                     f"config.bench.cases.{name}")
+    row, cases, _ = common.attack_images(cfg, dataset)
+    results["batch_sizes"].append(row["batch_size"])
+    xs = jnp.stack([c.truth.images for c in cases])
+    ys = jnp.stack([c.truth.labels for c in cases])
     row["final_loss_median"] = float(np.median(row["final_losses"]))
     row["noise_reference"] = {}
-    for p in config.get("reference_psnr", (30.0, 40.0)):
-      losses = noise_reference(victim, variables, xs, ys, p,
-                               jax.random.key(int(p)))
+    for p in config.bench.reference_psnr:
+      losses = noise_reference(cases[0].victim, cases[0].variables, xs, ys,
+                               p, jax.random.key(int(p)))
       row["noise_reference"][f"{p:g}dB"] = dict(
           median_loss=float(np.median(losses)), losses=losses)
-    results[f"b{b}"] = row
+    results[name] = row
   return results

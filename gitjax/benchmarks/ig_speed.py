@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gitjax import leak as leak_lib
+from gitjax import data as data_lib
+from gitjax import experiments
 from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import gradient_matching as gm
@@ -53,7 +54,9 @@ def _setup(name, width, batch, image_size, restarts, iterations,
   xs = jax.random.uniform(jax.random.fold_in(key, 1),
                           (batch, image_size, image_size, 3))
   ys = jnp.arange(batch) % 10
-  leak, _ = leak_lib.simulate(victim, variables, xs, ys, key)
+  private = data_lib.from_arrays(np.asarray(xs), np.asarray(ys),
+                                 num_classes=10)
+  leak = experiments.case_from_batch(victim, variables, private, key).leak
   settings, _ = gm.split_config(
       dict(iterations=iterations, restarts=restarts, chunk=iterations,
            tv=1e-4, progress=False, trial_axis=trial_axis), gm.IG_DEFAULTS)

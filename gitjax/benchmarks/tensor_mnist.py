@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gitjax import data as data_lib
+from gitjax import experiments
 from gitjax import leak as leak_lib
 from gitjax import models
 from gitjax import report
@@ -91,8 +91,7 @@ def _grid(workdir, b, x, recs):
 
 
 def run(config, workdir):
-  images = data_lib.load(config.get("dataset", "mnist"),
-                         data_dir=config.data_dir, split="test").images
+  images = experiments.load_data(config.data).images
   results = dict(setting=dict(trials=config.trials, method=config.method,
                               match_steps=config.match_steps,
                               target=config.target), points={}, grids=[])

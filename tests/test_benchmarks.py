@@ -1,0 +1,224 @@
+"""Benchmarks read every field of their configs, and run what they say.
+
+Each benchmark runs in its config's smoke mode on a ``Tracked`` view of the
+config that records every leaf read; a leaf nothing reads is a field that a
+command-line override would change without effect, so the test fails naming
+it. The benchmarks that need a trained prior or inverter (GGL, GI-SMN, GIT)
+train a smoke-sized one first and are the ``commands`` tier.
+"""
+
+import importlib
+
+import ml_collections as mlc
+import pytest
+
+from gitjax import experiments
+from gitjax.errors import InputError
+
+# ml_collections loads config files through importlib's deprecated
+# load_module(); the warning is theirs.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
+
+
+class Tracked:
+  """A read-only view of a ConfigDict that records the leaves read.
+
+  Reading a leaf (a value that is not a ConfigDict, or an empty ConfigDict)
+  adds its dotted path to ``read``; ``to_dict()`` reads every leaf below.
+  """
+
+  def __init__(self, node, path: str, read: set):
+    object.__setattr__(self, "_node", node)
+    object.__setattr__(self, "_path", path)
+    object.__setattr__(self, "_read", read)
+
+  def _at(self, key):
+    value, path = self._node[key], f"{self._path}{key}"
+    if isinstance(value, mlc.ConfigDict) and len(value):
+      return Tracked(value, path + ".", self._read)
+    self._read.add(path)
+    return value
+
+  def __getattr__(self, key):
+    if key not in self._node:
+      raise AttributeError(f"{self._path}{key}")
+    return self._at(key)
+
+  def __getitem__(self, key):
+    if key not in self._node:
+      raise KeyError(f"{self._path}{key}")
+    return self._at(key)
+
+  def __setattr__(self, key, value):
+    raise TypeError(f"benchmarks must not write config field "
+                    f"{self._path}{key}")
+
+  def get(self, key, default=None):
+    return self._at(key) if key in self._node else default
+
+  def __contains__(self, key):
+    return key in self._node
+
+  def __iter__(self):
+    return iter(self._node.keys())
+
+  def __len__(self):
+    return len(self._node)
+
+  def keys(self):
+    return self._node.keys()
+
+  def items(self):
+    return [(k, self._at(k)) for k in self._node.keys()]
+
+  def values(self):
+    return [self._at(k) for k in self._node.keys()]
+
+  def to_dict(self):
+    self._read.update(leaves(self._node, self._path))
+    return self._node.to_dict()
+
+
+def leaves(node, path: str = "") -> set[str]:
+  """Dotted paths of a ConfigDict's leaves (empty ConfigDicts included)."""
+  out = set()
+  for k in node.keys():
+    v = node[k]
+    if isinstance(v, mlc.ConfigDict) and len(v):
+      out |= leaves(v, f"{path}{k}.")
+    else:
+      out.add(f"{path}{k}")
+  return out
+
+
+def run_tracked(config, workdir) -> tuple[dict, set]:
+  """Checks ``config`` as ``run_benchmark`` does, runs its benchmark on a
+  ``Tracked`` view; returns (results, the leaves never read)."""
+  name = experiments.check_benchmark(config)
+  read = {"benchmark"}  # run_benchmark's dispatch.
+  module = importlib.import_module(f"gitjax.benchmarks.{name}")
+  results = module.run(Tracked(config, "", read), str(workdir))
+  return results, leaves(config) - read
+
+
+def _smoke(name: str, arg: str = "smoke=True"):
+  module = importlib.import_module(f"configs.benchmarks.{name}")
+  return module.get_config(arg)
+
+
+FAST = ("dlg_lenet_cifar10", "ig_convnet_cifar10", "per_example_grads",
+        "tensor_synthetic", "tensor_mnist", "ig_speed")
+
+
+@pytest.mark.parametrize("name", ["dlg_lenet_cifar10", "per_example_grads",
+                                  "tensor_synthetic"])
+def test_benchmark_reads_every_field(name, tmp_path):
+  results, unread = run_tracked(_smoke(name), tmp_path)
+  assert results
+  assert not unread, f"{name} never reads config fields {sorted(unread)}"
+
+
+@pytest.mark.commands
+@pytest.mark.parametrize("name", [n for n in FAST if n not in (
+    "dlg_lenet_cifar10", "per_example_grads", "tensor_synthetic")])
+def test_slower_benchmark_reads_every_field(name, tmp_path):
+  results, unread = run_tracked(_smoke(name), tmp_path)
+  assert results
+  assert not unread, f"{name} never reads config fields {sorted(unread)}"
+
+
+def test_tracker_names_an_unread_field(tmp_path):
+  config = _smoke("per_example_grads")
+  config.unused = dict(depth=3)
+  _, unread = run_tracked(config, tmp_path)
+  assert unread == {"unused.depth"}
+
+
+def test_attack_name_override_runs_that_attack(tmp_path):
+  config = _smoke("dlg_lenet_cifar10")
+  config.attack.name = "ig"
+  results = experiments.run_benchmark(config, str(tmp_path))
+  assert results["attack_name"] == "ig"
+  assert results["attack"]["name"] == "ig"
+  assert results["label_source"]  # IG's label inference ran.
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: c.attack.update(name="telepathy"),
+     "config.attack.name: unknown attack 'telepathy'"),
+    (lambda c: c.attack.update(iterations=0),
+     "config.attack.iterations must be >= 1"),
+    (lambda c: c.data.update(name="imagenet21k"), "config.data.name"),
+    (lambda c: c.update(benchmark="nope"), "config.benchmark"),
+])
+def test_bad_benchmark_config_is_one_line(change, match, tmp_path):
+  config = _smoke("dlg_lenet_cifar10")
+  change(config)
+  with pytest.raises(InputError, match=match) as e:
+    experiments.run_benchmark(config, str(tmp_path / "w"))
+  assert "\n" not in str(e.value)
+  assert not (tmp_path / "w").exists()
+
+
+def test_bad_case_override_names_the_case(tmp_path):
+  config = _smoke("ig_convnet_cifar10")
+  config.bench.cases.b2.data.bacth_size = 3
+  with pytest.raises(InputError, match="config.bench.cases.b2.data.bacth_size"):
+    experiments.run_benchmark(config, str(tmp_path / "w"))
+  config = _smoke("ig_convnet_cifar10")
+  config.bench.cases.b2.data.batch_size = 0
+  with pytest.raises(InputError, match="config.bench.cases.b2: config.data."
+                     "batch_size must be >= 1"):
+    experiments.run_benchmark(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.fixture(scope="module")
+def priors(tmp_path_factory):
+  """Smoke-sized DCGAN and style priors (2 steps each)."""
+  from configs import prior_dcgan_celeba
+  from configs import prior_style_cifar10
+  from gitjax import train_prior
+  root = tmp_path_factory.mktemp("priors")
+  out = {}
+  for name, module in (("dcgan", prior_dcgan_celeba),
+                       ("style", prior_style_cifar10)):
+    prior = module.get_config("smoke=True")
+    prior.steps, prior.progress = 2, False
+    train_prior.train_and_evaluate(prior, str(root / name))
+    out[name] = str(root / name)
+  return out
+
+
+@pytest.mark.commands
+@pytest.mark.parametrize("name,prior", [("ggl_celeba_defenses", "dcgan"),
+                                        ("gismn_cifar10", "style")])
+def test_comparison_benchmark_reads_every_field(name, prior, priors,
+                                                tmp_path):
+  config = _smoke(name)
+  config.attack.generator_dir = priors[prior]
+  results, unread = run_tracked(config, tmp_path)
+  assert results
+  assert not unread, f"{name} never reads config fields {sorted(unread)}"
+  rows = results.get("defenses") or results.get("cases")
+  row = next(iter(rows.values()))
+  assert {"ig", config.attack.name} <= set(row)
+
+
+@pytest.mark.commands
+@pytest.mark.parametrize("name", ["git_lenet_cifar10", "git_robustness"])
+def test_git_benchmark_reads_every_field(name, tmp_path):
+  """Trains its smoke inverters into the workdir, from its own config."""
+  results, unread = run_tracked(_smoke(name), tmp_path)
+  assert results
+  assert not unread, f"{name} never reads config fields {sorted(unread)}"
+
+
+def test_gitjax_never_imports_configs():
+  import pathlib
+  root = pathlib.Path(experiments.__file__).parent
+  bad = [str(p.relative_to(root.parent)) for p in root.rglob("*.py")
+         if "from configs" in p.read_text() or "import configs" in
+         p.read_text()]
+  assert not bad, f"gitjax/ modules import configs/: {bad}"
