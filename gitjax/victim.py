@@ -152,3 +152,45 @@ def check_images(victim: Victim, xs: jax.Array, what: str = "images"):
     raise ValueError(
         f"{what} have shape {tuple(xs.shape)}; victim {victim.name!r} expects "
         f"[B, {', '.join(map(str, victim.input_shape))}]")
+
+
+def calibrate_batch_stats(victim: Victim, variables: Variables,
+                          xs: jax.Array) -> Variables:
+  """``variables`` with BatchNorm running statistics measured on ``xs``.
+
+  A fresh init has running means 0 and variances 1, which no real model
+  has; a server that trained its model has statistics of its data. This
+  runs ``xs`` through the model in training mode (each BatchNorm normalizes
+  with the batch's statistics, as during training) and stores each layer's
+  batch mean and variance as its running statistics: the fixed point of
+  the running averages on this data. Parameters are unchanged.
+  """
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  if "batch_stats" not in variables:
+    raise ValueError(f"victim {victim.name!r} has no BatchNorm statistics "
+                     "to calibrate")
+  stats = {}
+
+  def record(next_fun, args, kwargs, context):
+    mod = context.module
+    if isinstance(mod, nn.BatchNorm) and context.method_name == "__call__":
+      h = args[0]
+      axes = tuple(range(h.ndim - 1))
+      stats[tuple(mod.scope.path)] = (jnp.mean(h, axes), jnp.var(h, axes))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    victim.apply(variables, xs, train=True)
+  flat = jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]
+  new = {}
+  for path, leaf in flat:
+    keys = tuple(str(getattr(p, "key", p)) for p in path)
+    mean, var = stats[keys[:-1]]
+    new[keys] = mean if keys[-1] == "mean" else var
+    if new[keys].shape != leaf.shape:
+      raise ValueError(f"BatchNorm statistics {keys} of shape "
+                       f"{new[keys].shape}; expected {leaf.shape}")
+  batch_stats = jax.tree_util.tree_map_with_path(
+      lambda p, _: new[tuple(str(getattr(k, "key", k)) for k in p)],
+      variables["batch_stats"])
+  return {**variables, "batch_stats": batch_stats}

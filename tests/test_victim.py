@@ -182,3 +182,20 @@ def test_conv_implementation_changes_neither_parameters_nor_function(name,
                ga, gb)
   with pytest.raises(ValueError, match="unknown conv implementation 'fft'"):
     models.make_victim(name, conv="fft", **TINY[name])
+
+
+def test_calibrated_batch_stats_make_eval_match_training_mode():
+  v = models.make_victim("resnet18", input_shape=(8, 8, 3), num_classes=4,
+                         width=2)
+  variables = victim_lib.init_variables(v, jax.random.key(0))
+  xs = jax.random.uniform(jax.random.key(1), (8, 8, 8, 3))
+  cal = victim_lib.calibrate_batch_stats(v, variables, xs)
+  np.testing.assert_allclose(v.apply(cal, xs), v.apply(variables, xs,
+                                                       train=True),
+                             atol=1e-4)
+  assert jax.tree.structure(cal) == jax.tree.structure(variables)
+  assert cal["params"] is variables["params"]
+  lenet = models.make_victim("lenet", input_shape=(8, 8, 3), num_classes=4)
+  with pytest.raises(ValueError, match="has no BatchNorm statistics"):
+    victim_lib.calibrate_batch_stats(
+        lenet, victim_lib.init_variables(lenet, jax.random.key(0)), xs)

@@ -32,6 +32,7 @@ ATTACKS = {
     "lti": "gitjax.attacks.git:attack_lti",
     "ggl": "gitjax.attacks.ggl:attack",
     "gismn": "gitjax.attacks.gismn:attack",
+    "gradinversion": "gitjax.attacks.gradinversion:attack",
 }
 
 

@@ -100,8 +100,13 @@ def choose_labels(leak, victim, mode: str, batch_size: int):
   return labels_lib.from_leak(leak, victim, method, batch_size), method
 
 
-def run_attack(leak, victim, config, key, defaults) -> Reconstruction:
-  """Shared body of the attacks: labels, init, engine, reconstruction."""
+def run_attack(leak, victim, config, key, defaults, *, penalty=None,
+               on_chunk=None) -> Reconstruction:
+  """Shared body of the attacks: labels, init, engine, reconstruction.
+
+  ``penalty`` and ``on_chunk`` go to ``matching.run`` (``data["aux"]`` starts
+  as None: an ``on_chunk`` that uses the penalty's aux sets it at step 0).
+  """
   settings, fields = split_config(config, defaults)
   leak_lib.validate(leak, victim)
   b = fields["batch_size"] or leak.batch_size
@@ -115,7 +120,8 @@ def run_attack(leak, victim, config, key, defaults) -> Reconstruction:
     raise ValueError(f"{labels.shape[0]} labels for {n} images")
   shape = (settings.restarts, n) + tuple(victim.input_shape)
   x0 = initial_images(k_init, shape, fields["init"], leak)
-  res = matching.run(leak, victim, x0, labels, settings, k_lab)
+  res = matching.run(leak, victim, x0, labels, settings, k_lab,
+                     penalty=penalty, on_chunk=on_chunk)
   out = res.labels
   if labels is None and victim.loss != "squared":
     out = jnp.argmax(res.labels, axis=-1).astype(jnp.int32)

@@ -58,7 +58,7 @@ class Settings(NamedTuple):
   """Gradient-matching settings, as configs name them (hashable).
 
   Objective: ``objective`` (a distance of ``objectives.DISTANCES``),
-  ``layer_weights`` (a sequence in leaf order, or a mapping from top-level
+  ``distance_scale`` (its weight against the priors), ``layer_weights`` (a sequence in leaf order, or a mapping from top-level
   layer name to weight, others 1), ``box`` (project into the leak's [0, 1]
   pixel box after each step), ``tv``, ``l2``, ``bn_prior`` (weights of
   total variation, the L2 norm and the BatchNorm statistics prior).
@@ -71,6 +71,7 @@ class Settings(NamedTuple):
   ``chunk``, ``progress``, ``shard_trials``, ``trial_axis``, ``loop``.
   """
   objective: str = "cosine"
+  distance_scale: float = 1.0
   layer_weights: tuple | None = None
   optimizer: str = "adam"
   lr: float = 0.1
@@ -119,7 +120,8 @@ def make_settings(config=None, **overrides) -> Settings:
   return s._replace(iterations=int(s.iterations), restarts=int(s.restarts),
                     chunk=int(s.chunk), warmup=int(s.warmup),
                     lr=float(s.lr), tv=float(s.tv), l2=float(s.l2),
-                    bn_prior=float(s.bn_prior), langevin=float(s.langevin))
+                    bn_prior=float(s.bn_prior), langevin=float(s.langevin),
+                    distance_scale=float(s.distance_scale))
 
 
 def transformation(s: Settings):
@@ -148,6 +150,7 @@ class GradientMatching(NamedTuple):
   """
   client: client_model.ClientModel
   distance: str = "cosine"
+  distance_scale: float = 1.0
   layer_weights: tuple | None = None
   tv: float = 0.0
   l2: float = 0.0
@@ -194,6 +197,8 @@ class GradientMatching(NamedTuple):
       weights = layer_weight_list(self.layer_weights, data["message"])
       loss = objectives.distance(self.distance)(trial, data["message"],
                                                 weights)
+      if self.distance_scale != 1.0:
+        loss = self.distance_scale * loss
     loss = loss + self.regularizer(x, data)
     if self.penalty is not None:
       loss = loss + self.penalty(v["x"], x, data["aux"])
@@ -246,6 +251,7 @@ def make_problem(leak, victim, settings: Settings, joint_labels=False,
   client, _ = client_model.from_leak(leak, victim)
   return GradientMatching(
       client=client, distance=settings.objective,
+      distance_scale=settings.distance_scale,
       layer_weights=settings.layer_weights, tv=settings.tv, l2=settings.l2,
       bn_prior=settings.bn_prior, joint_labels=joint_labels, render=render,
       penalty=penalty, objective=objective)
