@@ -53,14 +53,25 @@ NOISES = ("gaussian", "laplacian", "dp_sgd")
 # ----------------------------------------------------------- the client ----
 
 
+def clip_factors(grads, clip_norm: float) -> jax.Array:
+  """[B] factors that clip per-example gradients (leaves [B, ...])."""
+  sq = sum(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1)
+           for g in jax.tree.leaves(grads))  # [B]
+  return jnp.minimum(1.0, clip_norm / (jnp.sqrt(sq) + 1e-12))
+
+
+def dp_sgd_noise_sigma(clip_norm: float, noise_multiplier: float,
+                       batch: int) -> float:
+  """The noise's standard deviation on DP-SGD's mean gradient."""
+  return noise_multiplier * clip_norm / batch
+
+
 def clipped_sum(victim, params, state, xs, ys, clip_norm: float,
                 chunk_size: int | None = None):
   """Sum over the batch of per-example gradients clipped to ``clip_norm``."""
   grads = victim_lib.per_example_grads(victim, params, state, xs, ys,
                                        chunk_size)  # Leaves [B, ...].
-  sq = sum(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=1)
-           for g in jax.tree.leaves(grads))  # [B]
-  factor = jnp.minimum(1.0, clip_norm / (jnp.sqrt(sq) + 1e-12))  # [B]
+  factor = clip_factors(grads, clip_norm)
   return jax.tree.map(lambda g: jnp.tensordot(factor, g, axes=1), grads)
 
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gitjax import client_model
 from gitjax import defenses
 from gitjax import inverter as inverter_lib
 from gitjax import models
@@ -25,7 +26,7 @@ RUN_INFO = "run_info.json"  # Image shape and classes, for loading.
 VICTIM_PARAMS = ("fixed", "fresh", "perturbed")
 # Defenses that need the client's inputs or change the protocol cannot be
 # simulated per message here.
-_UNSUPPORTED_DEFENSES = ("soteria", "dp_sgd")
+_UNSUPPORTED_DEFENSES = ("soteria",)  # Needs each client's inputs.
 
 
 class TrainState(NamedTuple):
@@ -146,9 +147,20 @@ def make_messages(victim, variables, xs, ys, key, leak: LeakSettings,
   params, state = victim_lib.split(variables)
   g = parallel.per_example_grads(victim, params, state, xs, ys,
                                  leak.chunk_size, mesh)
+  spec = [dict(name=name, **dict(kv)) for name, kv in leak.defense]
+  dp = [s for s in spec if s["name"] == "dp_sgd"]
+  if dp:  # Per-example clipping before the mean (client_model's DP-SGD).
+    factor = client_model.clip_factors(g, dp[0]["clip_norm"])
+    g = jax.tree.map(lambda t: t * factor.reshape(
+        (-1,) + (1,) * (t.ndim - 1)), g)
   if b > 1:  # The gradient of the mean loss of each group.
     g = jax.tree.map(lambda t: t.reshape((n, b) + t.shape[1:]).mean(1), g)
-  spec = [dict(name=name, **dict(kv)) for name, kv in leak.defense]
+  if dp:
+    key, sub = jax.random.split(key)
+    sigma = client_model.dp_sgd_noise_sigma(dp[0]["clip_norm"],
+                                            dp[0]["noise_multiplier"], b)
+    g = jax.vmap(lambda m, k: defenses.gaussian_noise(m, k, sigma=sigma))(
+        g, jax.random.split(sub, n))
   if spec:
     keys = jax.random.split(key, n)
     g = jax.vmap(lambda m, k: defenses.apply(spec, m, k))(g, keys)

@@ -121,3 +121,21 @@ def test_dp_sgd_needs_fedsgd():
                       protocol_config=dict(lr=0.1),
                       defense=[dict(name="dp_sgd", clip_norm=1.0,
                                     noise_multiplier=1.0)])
+
+
+def test_inverter_training_messages_use_the_same_dp_sgd():
+  from gitjax import inverter_setup
+  vic, lk, x, y = _leak(b=4)
+  spec = dict(name="dp_sgd", clip_norm=0.05, noise_multiplier=0.0)
+  settings = inverter_setup.LeakSettings(
+      batch_size=2, defense=inverter_setup.freeze_defense([spec]),
+      labels_shared=False, victim_params="fixed", perturb_scale=0.0,
+      mean=(0.0,), std=(1.0,), chunk_size=None)
+  msgs, _ = inverter_setup.make_messages(vic, lk.variables, x, y,
+                                         jax.random.key(0), settings, 3)
+  for i in range(2):
+    ref = client_model.dp_sgd_message(
+        vic, lk.params, lk.state, x[2 * i:2 * i + 2], y[2 * i:2 * i + 2],
+        None, clip_norm=0.05, noise_multiplier=0.0)
+    _assert_same(jax.tree.map(lambda m, i=i: m[i], msgs), ref, rtol=1e-5,
+                 atol=1e-8)
