@@ -118,6 +118,38 @@ def send(victim, variables, xs, ys, key, *, protocol: str,
                         xs=xs)
 
 
+def send_from_examples(grads, batch: int, key, *, defense=None):
+  """The FedSGD messages of N clients of ``batch`` examples each, from their
+  per-example gradients (leaves [N * batch, ...]): what ``send`` computes,
+  batched, for training inverters on many messages. Defenses that need the
+  client's inputs (Soteria) are not supported here.
+  """
+  spec = defenses.as_list(defense)
+  if any(s["name"] in defenses.NEEDS_INPUTS for s in spec):
+    raise ValueError("send_from_examples cannot apply defenses that need "
+                     f"the client's inputs ({sorted(defenses.NEEDS_INPUTS)})")
+  dp = _dp_spec(spec)
+  if dp is not None:
+    factor = clip_factors(grads, dp["clip_norm"])
+    grads = jax.tree.map(
+        lambda t: t * factor.reshape((-1,) + (1,) * (t.ndim - 1)), grads)
+  n = jax.tree.leaves(grads)[0].shape[0] // batch
+  g = jax.tree.map(lambda t: t.reshape((n, batch) + t.shape[1:]).mean(1),
+                   grads)
+  if not spec:
+    return g
+  keys = jax.random.split(key, n)
+
+  def one(m, k):
+    if dp is not None:
+      k, sub = jax.random.split(k)
+      m = defenses.gaussian_noise(m, sub, sigma=dp_sgd_noise_sigma(
+          dp["clip_norm"], dp["noise_multiplier"], batch))
+    return defenses.apply(spec, m, k)
+
+  return jax.vmap(one)(g, keys)
+
+
 # ------------------------------------------------- estimating a defense ----
 
 

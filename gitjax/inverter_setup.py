@@ -148,22 +148,7 @@ def make_messages(victim, variables, xs, ys, key, leak: LeakSettings,
   g = parallel.per_example_grads(victim, params, state, xs, ys,
                                  leak.chunk_size, mesh)
   spec = [dict(name=name, **dict(kv)) for name, kv in leak.defense]
-  dp = [s for s in spec if s["name"] == "dp_sgd"]
-  if dp:  # Per-example clipping before the mean (client_model's DP-SGD).
-    factor = client_model.clip_factors(g, dp[0]["clip_norm"])
-    g = jax.tree.map(lambda t: t * factor.reshape(
-        (-1,) + (1,) * (t.ndim - 1)), g)
-  if b > 1:  # The gradient of the mean loss of each group.
-    g = jax.tree.map(lambda t: t.reshape((n, b) + t.shape[1:]).mean(1), g)
-  if dp:
-    key, sub = jax.random.split(key)
-    sigma = client_model.dp_sgd_noise_sigma(dp[0]["clip_norm"],
-                                            dp[0]["noise_multiplier"], b)
-    g = jax.vmap(lambda m, k: defenses.gaussian_noise(m, k, sigma=sigma))(
-        g, jax.random.split(sub, n))
-  if spec:
-    keys = jax.random.split(key, n)
-    g = jax.vmap(lambda m, k: defenses.apply(spec, m, k))(g, keys)
+  g = client_model.send_from_examples(g, b, key, defense=spec)
   labels = None
   if leak.labels_shared:
     labels = jax.nn.one_hot(ys, num_classes).reshape(n, b, num_classes)
