@@ -11,7 +11,8 @@ B = 1 only, 4 images, the full 4,000 iterations (about 0.12 s per iteration
 on 2 idle cores). Measured 2026-11-21 (BUILD_NOTES.md): median PSNR 19.1 dB
 over the 4 images (target 28 dB missed at width 32), label accuracy 1.0,
 373 s per image on a shared 2-core CPU. Args: ``data_dir`` (holding ``cifar10/``),
-``iterations``, ``width``, ``num_images``, ``cpu``, ``smoke``.
+``iterations``, ``width``, ``num_images``, ``batch_sizes`` (e.g. ``1-4``;
+empty: the budget's), ``cpu``, ``smoke``.
 
 Blocks as in an attack config (``configs/common.py``) but for
 ``data.batch_size``: ``bench.cases`` is the batch-size sweep (one
@@ -28,7 +29,8 @@ from configs import common
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, data_dir="../shared/data", iterations=4000,
-                         width=64, num_images=16, cpu=False, smoke=False)
+                         width=64, num_images=16, batch_sizes="",
+                         cpu=False, smoke=False)
   config = common.base_config()
   config.benchmark = "ig_convnet_cifar10"
   config.data.update(name="cifar10", image_size=32,
@@ -55,4 +57,7 @@ def get_config(arg=None):
     config.bench.cases = dict(b1=dict(data=dict(batch_size=1)),
                               b2=dict(data=dict(batch_size=2)))
     config.attack.update(iterations=4, chunk=2)
+  if arg.batch_sizes:
+    config.bench.cases = {f"b{b}": dict(data=dict(batch_size=int(b)))
+                          for b in arg.batch_sizes.split("-")}
   return config
