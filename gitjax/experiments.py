@@ -37,7 +37,8 @@ from gitjax.errors import InputError
 BENCHMARKS = (
     "per_example_grads", "dlg_lenet_cifar10", "ig_convnet_cifar10",
     "ig_speed", "tensor_synthetic", "tensor_mnist", "git_lenet_cifar10",
-    "git_robustness", "ggl_celeba_defenses", "gismn_cifar10")
+    "git_robustness", "ggl_celeba_defenses", "gismn_cifar10",
+    "gradinversion_resnet18")
 
 
 # Per-case block overrides (sweeps): see ``gitjax.cases``.
@@ -106,6 +107,8 @@ def make_cases(config, dataset: data_lib.Dataset | None = None,
   variables = victim_lib.init_variables(victim,
                                         jax.random.key(config.victim_seed))
   mean, std = tuple(d.get("mean", (0.0,))), tuple(d.get("std", (1.0,)))
+  if config.get("calibration"):
+    variables = calibrate(config, dataset, victim, variables, mean, std)
   kw = dict(
       protocol=lk.get("protocol", "fedsgd"),
       protocol_config=dict(_plain(lk.get("protocol_config")) or {}),
@@ -122,6 +125,32 @@ def make_cases(config, dataset: data_lib.Dataset | None = None,
                            jax.random.key(config.seed + 1 + i), **kw)
     cases.append(case._replace(status=check_leak(case.leak, if_empty)))
   return cases
+
+
+def calibrate(config, dataset, victim, variables, mean, std):
+  """The victim with BatchNorm running statistics of public images.
+
+  ``config.calibration``: ``num_images`` images (0: off) sampled with seed
+  ``config.victim_seed`` from ``split`` of the data block's dataset (None:
+  the attacked dataset itself), as a server that trained its model on its
+  own data would hold (``victim.calibrate_batch_stats``).
+  """
+  c = config.calibration
+  n = int(c.get("num_images", 0))
+  if n <= 0:
+    return variables
+  split = c.get("split")
+  public = dataset if split is None else load_data(
+      dict(_plain(config.data), split=split))
+  if n > len(public.labels):
+    raise InputError(f"config.calibration.num_images = {n} but the "
+                     f"calibration data has {len(public.labels)} images")
+  sample = data_lib.sample(public, n, seed=config.victim_seed)
+  xs = jnp.asarray(data_lib.normalize(sample.images, mean, std))
+  if "batch_stats" not in variables:
+    raise InputError(f"config.calibration: victim {victim.name!r} has no "
+                     "BatchNorm statistics to calibrate")
+  return victim_lib.calibrate_batch_stats(victim, variables, xs)
 
 
 def case_from_batch(victim, variables, private: data_lib.Dataset, key,

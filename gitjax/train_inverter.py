@@ -41,7 +41,6 @@ from gitjax import data as data_lib
 from gitjax import inverter_eval
 from gitjax import inverter_setup
 from gitjax import leak as leak_lib
-from gitjax import loading
 from gitjax import parallel
 from gitjax import rundir
 from gitjax import victim as victim_lib
@@ -51,13 +50,6 @@ METRICS_LOG = "metrics.jsonl"
 # and bookkeeping only, never the parameters.
 RESUMABLE_FIELDS = ("log_every", "eval_every", "checkpoint_every", "keep",
                     "num_devices")
-
-# Reached through this module by code owned elsewhere: gitjax/benchmarks/
-# (load, evaluate, psnr_from_mse) and tests/test_parallel.py (init_state).
-load = loading.inverter
-evaluate = inverter_eval.evaluate
-psnr_from_mse = inverter_eval.psnr_from_mse
-init_state = inverter_setup.init_state
 
 
 # ---------------------------------------------------------------------------

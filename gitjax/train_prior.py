@@ -36,7 +36,6 @@ import optax
 from gitjax import checkpoint as ckpt_lib
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
-from gitjax import loading
 from gitjax import prior_setup
 from gitjax import report
 from gitjax import rundir
@@ -46,10 +45,6 @@ METRICS_LOG = "metrics.jsonl"
 # Config fields that may change when an unfinished run is resumed.
 MUTABLE = ("log_every", "sample_every", "checkpoint_every",
            "keep_checkpoints", "max_minutes", "progress")
-
-# Reached through this module by gitjax/attacks/ggl.py and gismn.py (owned
-# elsewhere) until they call gitjax.loading.generator themselves.
-load_generator = loading.generator
 
 
 def _critic_loss(models, critic_params, real, fake, key, gp_weight, drift):

@@ -3,7 +3,6 @@ tested in test_client_model.py)."""
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from gitjax import generators as gen_lib

@@ -8,29 +8,14 @@ literal name count as imports too.
 import ast
 import pathlib
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_LINES = 450
-# Files owned by others that are over MAX_LINES while being edited (issue
-# 12); remove an entry once its file is split.
-OVERSIZED = ("gitjax/experiments.py",)
 # Attacks load trained models through gitjax.loading, never through the
 # trainers, the experiment runner, the benchmarks or the launchers.
 ATTACKS_MUST_NOT_IMPORT = ("gitjax.train_inverter", "gitjax.train_prior",
                            "gitjax.experiments", "gitjax.benchmarks",
                            "launch")
-# Known offenders whose fix is under way in files owned by others (issue
-# 12): they xfail while they still offend; any other offender fails.
-PENDING_CONFIGS = {
-    "gitjax/benchmarks/git_lenet_cifar10.py": "benchmarks being rewritten",
-    "gitjax/benchmarks/git_robustness.py": "benchmarks being rewritten",
-}
-PENDING_ATTACKS = {
-    "gitjax/attacks/ggl.py": "to call gitjax.loading.generator",
-    "gitjax/attacks/gismn.py": "to call gitjax.loading.generator",
-}
-
 
 def _files(folder: str) -> list[pathlib.Path]:
   return sorted((ROOT / folder).rglob("*.py"))
@@ -79,13 +64,8 @@ def _offenders(paths, forbidden) -> dict[str, list[str]]:
   return out
 
 
-def _check(offenders: dict[str, list[str]], pending: dict[str, str]):
-  new = {f: m for f, m in offenders.items() if f not in pending}
-  assert not new, f"forbidden imports: {new}"
-  left = sorted(set(offenders) & set(pending))
-  if left:
-    pytest.xfail("pending: " + "; ".join(
-        f"{f} imports {offenders[f]} ({pending[f]})" for f in left))
+def _check(offenders: dict[str, list[str]]):
+  assert not offenders, f"forbidden imports: {offenders}"
 
 
 def test_imports_are_found_inside_functions_and_relative(tmp_path):
@@ -101,12 +81,11 @@ def test_imports_are_found_inside_functions_and_relative(tmp_path):
 
 
 def test_gitjax_never_imports_the_configs_package():
-  _check(_offenders(_files("gitjax"), ("configs",)), PENDING_CONFIGS)
+  _check(_offenders(_files("gitjax"), ("configs",)))
 
 
 def test_attacks_never_import_trainers_experiments_or_launchers():
-  _check(_offenders(_files("gitjax/attacks"), ATTACKS_MUST_NOT_IMPORT),
-         PENDING_ATTACKS)
+  _check(_offenders(_files("gitjax/attacks"), ATTACKS_MUST_NOT_IMPORT))
 
 
 def test_loading_never_imports_the_trainers():
@@ -117,6 +96,5 @@ def test_loading_never_imports_the_trainers():
 def test_no_module_is_over_450_lines():
   sizes = {_name(p): len(p.read_text(encoding="utf-8").splitlines())
            for p in _files("gitjax")}
-  over = {f: n for f, n in sizes.items()
-          if n > MAX_LINES and f not in OVERSIZED}
+  over = {f: n for f, n in sizes.items() if n > MAX_LINES}
   assert not over, f"split by idea, files over {MAX_LINES} lines: {over}"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import git_lenet
+from gitjax import inverter_setup
 from gitjax import parallel
 from gitjax import train_inverter
 
@@ -19,7 +20,7 @@ def test_sharded_train_step_equals_single_device_step():
   setup, train, _ = train_inverter.prepare_data(config)
   n = 8
   images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-  state0 = train_inverter.init_state(setup, 0)
+  state0 = inverter_setup.init_state(setup, 0)
 
   def run(mesh):
     step = train_inverter.make_train_step(setup, n, mesh)

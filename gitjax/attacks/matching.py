@@ -372,26 +372,3 @@ def run_many(leaks, victim, x_init, labels, config, key=None) -> list[Result]:
     out.append(Result(images=x, labels=y, variables=b["x"],
                       loss=inf["loss"], info=inf))
   return out
-
-
-# Shortcuts to the engine with ``Settings`` (the ig_speed benchmark's).
-
-
-def trial_axis(s: Settings) -> str:
-  return engine.trial_axis(options(s))
-
-
-def init_carry(init_vars, s: Settings) -> engine.Carry:
-  return engine.init_carry(init_vars, transformation(s))
-
-
-def make_step(loss_fn, project, s: Settings, per_trial=False):
-  return engine.make_step(loss_fn, project, transformation(s), options(s),
-                          per_trial)
-
-
-def run_chunk(carry, data, n, *, loss_fn, project, settings, per_trial):
-  return engine.run_chunk(carry, data, n, loss_fn=loss_fn, project=project,
-                          tx=transformation(settings),
-                          options=options(settings), per_trial=per_trial)
-

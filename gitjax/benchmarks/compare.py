@@ -5,6 +5,8 @@ A comparison benchmark's attacks are full attack blocks: ``config.attack``
 each checked by ``experiments.check_benchmark`` before any work.
 """
 
+import logging
+import os
 import time
 
 import jax
@@ -13,6 +15,7 @@ import numpy as np
 
 from gitjax import experiments
 from gitjax import leak as leak_lib
+from gitjax import report
 
 
 def attack_blocks(config) -> dict:
@@ -57,3 +60,47 @@ def unit_images(case, rec, score=None) -> np.ndarray:
 
 def truth_images(case) -> np.ndarray:
   return np.asarray(leak_lib.to_unit_range(case.leak, case.truth.images))
+
+
+def sweep(config, workdir, titles: dict | None = None) -> dict:
+  """Every attack block on the same leaks of every case of a sweep.
+
+  ``config.bench.cases``: block overrides per case (a ``data.batch_size``,
+  a ``leak.defense``); ``bench.num_batches`` rounds per case, batch j of a
+  case with B images sampled with seed 100 j + B, every attack's key
+  ``seed + 11 + j``. Scores with ``experiments.evaluate`` (Hungarian
+  matching for B > 1); a grid per case (truth, then each attack;
+  ``titles`` renames rows) and ``partial.json`` after each case.
+  """
+  dataset = experiments.load_data(config.data)
+  count = config.bench.num_batches
+  keys = [jax.random.key(config.seed + 11 + j) for j in range(count)]
+  blocks = attack_blocks(config)
+  results = {"victim": experiments.plain(config.victim),
+             **{k: experiments.plain(b) for k, b in blocks.items()},
+             "cases": {}}
+  for name, overrides in config.bench.cases.items():
+    cfg = experiments.with_overrides(config, overrides,
+                                     f"config.bench.cases.{name}")
+    b = cfg.data.batch_size
+    cases = experiments.make_cases(
+        cfg, dataset, count, sample_seeds=[100 * j + b for j in range(count)])
+    runs = run_attacks(cases, blocks, keys)
+    row = {"batch_size": b, "defense": experiments.plain(cfg.leak.defense)}
+    grid = [truth_images(cases[0])]
+    for label, (recs, seconds) in runs.items():
+      scores = [experiments.evaluate(r, c, cfg) for r, c in zip(recs, cases)]
+      row[label] = summarize(scores)
+      row[f"{label}_per_batch_psnr"] = [s["mean"]["psnr"] for s in scores]
+      row[f"{label}_seconds"] = seconds
+      row.setdefault("label_sources", [r.info.get("label_source")
+                                       for r in recs])
+      grid.append(unit_images(cases[0], recs[0], scores[0]))
+    report.save_grid(os.path.join(workdir, f"grid_{name}.png"), grid,
+                     row_titles=["truth"] + [(titles or {}).get(k, k)
+                                             for k in runs])
+    results["cases"][name] = row
+    report.write_json(workdir, "partial.json", results)
+    logging.info("%s: %s", name, row)
+  return results
+

@@ -7,7 +7,7 @@ analysis of the compiled step, and the FLOP/s this achieves as a fraction of
 a large float32 matmul's FLOP/s measured in the same run. Also the cost of R
 restarts in one program, vmapped and ``lax.map``-ped over the trial axis,
 against R sequential single-trial runs. The per-model rows use the engine's
-default trial axis (``matching.trial_axis``: "map" on CPU, "vmap"
+default trial axis (``engine.trial_axis``: "map" on CPU, "vmap"
 elsewhere) and the victims' default convolutions (``conv="auto"``: im2col
 matrix products on CPU); FLOPs are counted on the same step with XLA's
 convolutions (``step_flops``).
@@ -25,6 +25,7 @@ from gitjax import experiments
 from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import gradient_matching as gm
+from gitjax.attacks import engine
 from gitjax.attacks import matching
 
 
@@ -63,7 +64,7 @@ def _setup(name, width, batch, image_size, restarts, iterations,
   problem = matching.make_problem(leak, victim, settings)
   data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
-  carry = matching.init_carry({"x": x0}, settings)
+  carry = engine.init_carry({"x": x0}, matching.transformation(settings))
   return problem, settings, data, carry
 
 
@@ -72,17 +73,17 @@ def time_iterations(name, width, batch, image_size, restarts, iterations,
   """(seconds per iteration, FLOPs per iteration, compile seconds)."""
   problem, settings, data, carry = _setup(name, width, batch, image_size,
                                           restarts, iterations, trial_axis)
-  project = matching.BoxProjection()
-  kw = dict(loss_fn=problem, project=project, settings=settings,
-            per_trial=False)
+  kw = dict(loss_fn=problem, project=matching.BoxProjection(),
+            tx=matching.transformation(settings),
+            options=matching.options(settings), per_trial=False)
   t = time.perf_counter()
-  out = matching.run_chunk(carry, data, iterations, **kw)
+  out = engine.run_chunk(carry, data, iterations, **kw)
   jax.block_until_ready(out)
   compile_s = time.perf_counter() - t
   best = np.inf
   for _ in range(repeats):
     t = time.perf_counter()
-    jax.block_until_ready(matching.run_chunk(carry, data, iterations, **kw))
+    jax.block_until_ready(engine.run_chunk(carry, data, iterations, **kw))
     best = min(best, time.perf_counter() - t)
   flops = step_flops(name, width, batch, image_size, restarts, iterations,
                      trial_axis)
@@ -99,8 +100,9 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
   problem, settings, data, carry = _setup(name, width, batch, image_size,
                                           restarts, iterations, trial_axis,
                                           conv="xla")
-  step = jax.jit(matching.make_step(problem, matching.BoxProjection(),
-                                    settings))
+  step = jax.jit(engine.make_step(problem, matching.BoxProjection(),
+                                  matching.transformation(settings),
+                                  matching.options(settings)))
   cost = step.lower(carry, data).compile().cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX returned one per device.
     cost = cost[0]
@@ -140,6 +142,6 @@ def run(config, workdir):
       sequential_ms_per_iteration=1e3 * r * s_1,
       vmap_speedup_over_sequential=r * s_1 / per_axis["vmap"],
       map_speedup_over_sequential=r * s_1 / per_axis["map"],
-      default_trial_axis=matching.trial_axis(matching.make_settings()))
+      default_trial_axis=engine.trial_axis(engine.Options()))
   logging.info("restarts: %s", results["restarts"])
   return results
