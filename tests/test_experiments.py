@@ -170,19 +170,19 @@ def test_attack_cases_one_program_or_one_key_per_case(key):
 def test_calibration_sets_running_statistics_from_public_images():
   config = common.base_config()
   config.data.update(image_size=12)
-  config.victim = dict(name="resnet18", width=2)
+  config.victim = dict(name="convnet", width=2)
   base = experiments.make_case(config)
   config.calibration = dict(num_images=8, split="train")
   case = experiments.make_case(config)
-  stats = case.leak.variables["batch_stats"]["stem_bn"]
+  stats = case.leak.variables["batch_stats"]["bn0"]
   assert float(jnp.abs(stats["mean"]).max()) > 0  # Fresh init: all zeros.
   np.testing.assert_array_equal(case.truth.images, base.truth.images)
   assert not np.allclose(jax.tree.leaves(case.leak.message)[0],
                          jax.tree.leaves(base.leak.message)[0])
+  config.victim = dict(name="lenet")
   config.calibration.num_images = 10_000
   with pytest.raises(InputError, match="calibration.num_images = 10000"):
     experiments.make_case(config)
-  config.victim = dict(name="lenet")
   config.calibration.num_images = 4
   with pytest.raises(InputError, match="has no BatchNorm statistics"):
     experiments.make_case(config)
