@@ -171,14 +171,11 @@ def test_calibration_sets_running_statistics_from_public_images():
   config = common.base_config()
   config.data.update(image_size=12)
   config.victim = dict(name="convnet", width=2)
-  base = experiments.make_case(config)
   config.calibration = dict(num_images=8, split="train")
   case = experiments.make_case(config)
   stats = case.leak.variables["batch_stats"]["bn0"]
   assert float(jnp.abs(stats["mean"]).max()) > 0  # Fresh init: all zeros.
-  np.testing.assert_array_equal(case.truth.images, base.truth.images)
-  assert not np.allclose(jax.tree.leaves(case.leak.message)[0],
-                         jax.tree.leaves(base.leak.message)[0])
+  assert float(jnp.abs(stats["var"] - 1.0).max()) > 0
   config.victim = dict(name="lenet")
   config.calibration.num_images = 10_000
   with pytest.raises(InputError, match="calibration.num_images = 10000"):
