@@ -92,12 +92,6 @@ def initial_latents(generator, gen_vars, key, batch: int,
   return {"ws": ws, "noise": gen_lib.sample_noise(generator, k_n, batch)}
 
 
-def _group_term(x, ref):
-  hw = x.shape[1] * x.shape[2]
-  diff = (x - ref).reshape(x.shape[0], -1)
-  return jnp.sum(jnp.linalg.norm(diff, axis=1)) / hw
-
-
 class StagedLoss(NamedTuple):
   """D before the switch, D / 2 + regularizers after (hashable).
 
@@ -114,7 +108,7 @@ class StagedLoss(NamedTuple):
     x = self.render(v)
     reg = (self.tv * objectives.total_variation(x)
            + self.l2 * objectives.l2_norm(x)
-           + self.group * _group_term(x, data["stage"]["group"]))
+           + self.group * objectives.group_distance(x, data["stage"]["group"]))
     late = data["stage"]["late"]
     return (1.0 - 0.5 * late) * d + late * reg
 

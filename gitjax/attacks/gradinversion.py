@@ -30,10 +30,10 @@ The BN prior only means something when the victim's running statistics do
 import math
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from gitjax.attacks import gradient_matching as gm
+from gitjax.attacks import objectives
 from gitjax.attacks import Reconstruction
 
 DEFAULTS = dict(
@@ -44,20 +44,13 @@ DEFAULTS = dict(
 GROUP_FIELDS = dict(group=0.01, group_every=100)
 
 
-def group_term(x: jax.Array, consensus: jax.Array) -> jax.Array:
-  """Sum over the batch of ||x_i - consensus_i||_2 / (H W)."""
-  hw = x.shape[1] * x.shape[2] if x.ndim == 4 else 1
-  diff = (x - consensus).reshape(x.shape[0], -1)
-  return jnp.sum(jnp.sqrt(jnp.sum(jnp.square(diff), axis=1) + 1e-12)) / hw
-
-
 class GroupConsistency(NamedTuple):
-  """``weight * group_term(x, aux)``; hashable, a static jit argument."""
+  """``weight * objectives.group_distance(x, aux)``; hashable (static)."""
   weight: float
 
   def __call__(self, v, x, aux):
     del v
-    return self.weight * group_term(x, aux)
+    return self.weight * objectives.group_distance(x, aux)
 
 
 def consensus_hook(every: int):

@@ -63,6 +63,18 @@ def l2_norm(x: jax.Array) -> jax.Array:
   return jnp.sum(jnp.linalg.norm(flat, axis=1)) / (x.shape[1] * x.shape[2])
 
 
+def group_distance(x: jax.Array, ref: jax.Array) -> jax.Array:
+  """Sum over the batch of ||x_i - ref_i||_2 / (H W) (GI-SMN's and
+  GradInversion's group terms).
+
+  The norm is smoothed (+1e-12 under the root) so that its gradient stays
+  finite where x equals ref, as it does right after a snapshot is taken.
+  """
+  hw = x.shape[1] * x.shape[2] if x.ndim == 4 else 1
+  diff = (x - ref).reshape(x.shape[0], -1)
+  return jnp.sum(jnp.sqrt(jnp.sum(jnp.square(diff), axis=1) + 1e-12)) / hw
+
+
 def bn_statistics(victim, variables, xs):
   """Batch statistics at the input of every BatchNorm layer (eval forward).
 
