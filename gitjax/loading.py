@@ -7,6 +7,15 @@ rebuilds a model (``inverter_setup``, ``prior_setup``) and the checkpoints.
 Loads are cached per absolute directory (and step), keyed also by the
 modification time of ``<directory>/checkpoints``, so a run that saved a newer
 checkpoint since is loaded again.
+
+Both loaders also take the name of weights shipped in the package
+(``gitjax.pretrained``, e.g. ``loading.inverter("git_lenet_cifar10")``): a
+string without a path separator that is not an existing directory and is
+listed in ``gitjax/weights/manifest.json``. The model is rebuilt from the
+manifest's config (and run_info) exactly as from a workdir's config.json
+(and run_info.json), and its weights are read from the verified ``.npz``;
+``Trained.workdir`` is then ``"pretrained:<name>"``. Such loads are cached
+per name, keyed also by the entry and its files' modification times.
 """
 
 import functools
@@ -21,11 +30,13 @@ import ml_collections as mlc
 from gitjax import checkpoint
 from gitjax import generators as gen_lib
 from gitjax import inverter_setup
+from gitjax import pretrained
 from gitjax import prior_setup
 from gitjax.errors import InputError
 
 CONFIG = "config.json"  # Written by ``rundir.open_run``.
 CHECKPOINTS = "checkpoints"
+PRETRAINED = "pretrained:"  # Trained.workdir of shipped weights: + name.
 
 
 class RunNotFoundError(FileNotFoundError, InputError):
@@ -42,7 +53,7 @@ class Trained(NamedTuple):
   setup: inverter_setup.Setup
   params: Any
   step: int
-  workdir: str
+  workdir: str  # The absolute workdir, or "pretrained:<name>" if shipped.
 
 
 def _checkpoints_mtime(directory: str) -> float:
@@ -74,13 +85,26 @@ def _restore(directory: str, step: int | None, like_fn) -> tuple[int, Any]:
 def inverter(directory: str, step: int | None = None) -> Trained:
   """The inverter trained in ``directory`` (latest step by default), cached.
 
+  ``directory`` may also be the name of shipped weights (module docstring);
+  ``step`` must then be None or the entry's step.
+
   Raises:
     RunNotFoundError: if ``directory`` has no config.json or no checkpoint.
     checkpoint.CheckpointError: if the checkpoint does not match the config.
+    InputError: shipped weights that fail their hash check, are not an
+      inverter or do not hold ``step``.
   """
   if not directory:
     raise InputError("inverter_dir is not set: train an inverter with "
-                     "`python -m launch.train_inverter` and pass its workdir")
+                     "`python -m launch.train_inverter` and pass its workdir "
+                     "(or the name of shipped weights)")
+  if pretrained.is_name(directory):
+    e = _shipped_entry(directory, "inverter")
+    if step is not None and int(step) != int(e["step"]):
+      raise InputError(f"pretrained weights {directory!r} hold step "
+                       f"{e['step']} only; step {step} was asked for")
+    return _shipped_inverter(directory, pretrained.WEIGHTS_DIR,
+                             pretrained.fingerprint(directory))
   directory = os.path.abspath(os.fspath(directory))
   return _inverter(directory, step, _checkpoints_mtime(directory))
 
@@ -110,12 +134,18 @@ def generator(directory: str) -> tuple[gen_lib.Generator, Any]:
     (generator, its variables) from the latest checkpoint of ``directory``.
 
   Raises:
-    InputError: if ``directory`` is not set.
+    InputError: if ``directory`` is not set, or names shipped weights that
+      fail their hash check or are not a generator.
     RunNotFoundError: if ``directory`` holds no config.json or checkpoint.
   """
   if not directory:
     raise InputError("generator_dir is not set: train a prior with "
-                     "`python -m launch.train_prior` and pass its workdir")
+                     "`python -m launch.train_prior` and pass its workdir "
+                     "(or the name of shipped weights)")
+  if pretrained.is_name(directory):
+    _shipped_entry(directory, "generator")
+    return _shipped_generator(directory, pretrained.WEIGHTS_DIR,
+                              pretrained.fingerprint(directory))
   directory = os.path.abspath(os.fspath(directory))
   return _generator(directory, _checkpoints_mtime(directory))
 
@@ -135,3 +165,38 @@ def _generator(directory: str, mtime: float
       directory, None,
       lambda: prior_setup.create_train_state(models, jax.random.key(0)))
   return models.gen, state["gen"]
+
+
+def _shipped_entry(name: str, kind: str) -> dict:
+  e = pretrained.entry(name)
+  if e["kind"] != kind:
+    raise InputError(f"pretrained weights {name!r} are of kind "
+                     f"{e['kind']!r}, not {kind!r}")
+  return e
+
+
+@functools.lru_cache(maxsize=8)
+def _shipped_inverter(name: str, weights_dir: str, key: str) -> Trained:
+  del key  # Part of the cache key: changed weights reload.
+  e = pretrained.entry(name, weights_dir)
+  config = mlc.ConfigDict(e["config"])
+  info = e["run_info"] or {}
+  if "image_shape" not in info or "num_classes" not in info:
+    raise InputError(f"pretrained weights {name!r}: the manifest entry has "
+                     "no run_info with image_shape and num_classes")
+  setup = inverter_setup.make_setup(config, tuple(info["image_shape"]),
+                                    int(info["num_classes"]))
+  like = jax.eval_shape(lambda: inverter_setup.init_state(setup, 0).params)
+  params = pretrained.load_tree(name, like, weights_dir)
+  return Trained(config, setup, params, int(e["step"]), PRETRAINED + name)
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped_generator(name: str, weights_dir: str, key: str
+                       ) -> tuple[gen_lib.Generator, Any]:
+  del key  # Part of the cache key: changed weights reload.
+  e = pretrained.entry(name, weights_dir)
+  models = prior_setup.make_models(mlc.ConfigDict(e["config"]))
+  like = jax.eval_shape(
+      lambda: prior_setup.create_train_state(models, jax.random.key(0))["gen"])
+  return models.gen, pretrained.load_tree(name, like, weights_dir)
