@@ -13,8 +13,8 @@ python -m launch.train_inverter \
     --workdir=/tmp/gitjax/git_lenet_cpu
   CIFAR-10, 10,000 training images, 1,200 steps of 32 (see
   configs/benchmarks/git_lenet_cifar10.py for the measured result). Adding
-  ``steps=4000`` and ``--config.data.limit=50000`` (all training images)
-  took 29 min on 2 idle cores and reached test MSE 0.0062 (BUILD_NOTES.md).
+  ``steps=4000,limit=50000`` (all training images) took 29 min on 2 idle
+  cores on 2026-11-21 and reached test MSE 0.0062 (BUILD_NOTES.md).
 
 python -m launch.train_inverter \
     --config=configs/git_lenet.py:data_dir=DIR,budget=full --workdir=DIR
@@ -24,7 +24,11 @@ Arguments: ``data_dir`` (CIFAR-10 zips; empty: embedded photos), ``budget``
 (smoke | default | cpu | full; ``smoke=True`` is ``budget=smoke``),
 ``sigma`` (Gaussian gradient noise simulated in training), ``classes``
 (e.g. ``0-1-2-3-4``: train on these classes only), ``steps`` (override the
-budget's step count), ``victim`` (another registered model).
+budget's step count), ``limit`` (training images; 50000: all of CIFAR-10's),
+``batch`` (B, images per leaked message), ``victim`` (another registered
+model), ``victim_params`` (fixed | fresh | perturbed: the victim's parameters
+at each training step, for a server whose model moves) and
+``perturb_scale`` (relative Gaussian perturbation of "perturbed").
 """
 
 import ml_collections as mlc
@@ -37,7 +41,9 @@ BUDGETS = ("smoke", "default", "cpu", "full")
 def base_config(arg=None, inverter=None):
   """The training config shared by GIT and LTI (``configs/lti_lenet.py``)."""
   arg = common.parse_arg(arg, data_dir="", budget="default", sigma=0.0,
-                         classes="", steps=0, victim="lenet", smoke=False)
+                         classes="", steps=0, limit=0, batch=1,
+                         victim="lenet", victim_params="fixed",
+                         perturb_scale=0.0, smoke=False)
   if arg.smoke:
     arg.budget = "smoke"
   if arg.budget not in BUDGETS:
@@ -59,11 +65,11 @@ def base_config(arg=None, inverter=None):
   config.victim = dict(name=arg.victim)
   config.victim_seed = 0
   config.leak = dict(
-      batch_size=1,
+      batch_size=arg.batch,
       defense=[dict(name="gaussian", sigma=arg.sigma)] if arg.sigma else [],
       labels_shared=False,
-      victim_params="fixed",  # fixed | fresh | perturbed.
-      perturb_scale=0.0)
+      victim_params=arg.victim_params,  # fixed | fresh | perturbed.
+      perturb_scale=arg.perturb_scale)
   config.inverter = inverter or dict(
       name="git", width=32, heads=4, depth=2, channels=8, cond_dim=64)
   config.train = dict(batch_size=32, num_steps=2_000, lr=1e-3,
@@ -100,6 +106,8 @@ def base_config(arg=None, inverter=None):
       config.inverter.update(width=64)
   if arg.steps:
     config.train.num_steps = arg.steps
+  if arg.limit:
+    config.data.limit = arg.limit
   return config
 
 

@@ -13,6 +13,8 @@ python -m launch.train_inverter --config=configs/lti_lenet.py \
 python -m launch.train_inverter \
     --config=configs/lti_lenet.py:data_dir=../shared/data/cifar10,budget=cpu \
     --workdir=/tmp/gitjax/lti_lenet_cpu
+  With ``steps=4000,limit=50000``: 500 steps of 256 on all 50,000 images, the
+  examples of the shipped GIT's 4,000 steps of 32.
 """
 
 from configs import git_lenet
@@ -25,11 +27,12 @@ def get_config(arg=None):
   config.train.lr = 1e-4
   if config.train.num_steps <= 4:  # The smoke budget.
     config.inverter.hidden = 8
-  if config.train.batch_size == 32 and config.train.num_steps == 1_200:
-    # The CPU budget: the same 38,400 training examples as GIT's, in LTI's
-    # batches of 256 (at 32, updating the 66M parameters dominates the step
-    # on a CPU), with a learning rate raised for the 150 steps.
-    config.train.update(batch_size=256, num_steps=150, warmup_steps=10,
+  if config.train.batch_size == 32 and config.eval_data.limit == 1_000:
+    # The CPU budget: GIT's training examples (1,200 or ``steps`` x 32) in
+    # LTI's batches of 256 (at 32, updating the 66M parameters dominates
+    # the step on a CPU), with a learning rate raised for the fewer steps.
+    steps = max(1, config.train.num_steps * 32 // 256)
+    config.train.update(batch_size=256, num_steps=steps, warmup_steps=10,
                         lr=1e-3)
     config.checkpoint_every = 25
     config.eval_every = 50

@@ -1,8 +1,15 @@
-"""Learning to Invert (Wu et al. 2023): an MLP on the (sketched) gradient.
+"""Inverters that see the gradient as one flat vector.
 
-The flattened gradient, optionally count-sketched into ``int(P *
-sketch_rate)`` bins by a fixed random hash (no signs), goes through
-Linear-ReLU-Linear-ReLU-Linear-Sigmoid.
+**LTI** (Learning to Invert, Wu et al. 2023): the flattened gradient,
+optionally count-sketched into ``int(P * sketch_rate)`` bins by a fixed
+random hash (no signs), goes through Linear-ReLU-Linear-ReLU-Linear-Sigmoid.
+
+**Flat** (the ablation GIT's reviewers asked for: is GIT's gain its
+topology, or just feeding it the gradient?): GIT's own inputs, each gradient
+tensor scaled to unit RMS plus the log-norms of all tensors (GIT's
+conditioning), concatenated into one vector and mapped by an MLP whose
+hidden width is chosen so that its parameter count matches a given GIT's
+(``hidden_for_params``).
 """
 
 import math
@@ -62,3 +69,62 @@ class LTI(nn.Module):
     x = nn.Dense(self.batch_size * math.prod(self.image_shape))(x)
     return nn.sigmoid(x).reshape((n, self.batch_size) + self.image_shape)
 
+
+
+def flat_inputs(grads, labels=None) -> jax.Array:
+  """GIT's inputs as one vector [N, P + L + 1 (+ B * classes)].
+
+  Each tensor at unit RMS, then GIT's conditioning: the log-norms of all L
+  tensors about their mean, and that mean / 10; shared labels last.
+  """
+  leaves = jax.tree.leaves(grads)
+  n = leaves[0].shape[0]
+  flat = [l.reshape(n, -1) for l in leaves]
+  norms = [jnp.sqrt(jnp.sum(jnp.square(f), -1, keepdims=True)) for f in flat]
+  blocks = [f * math.sqrt(f.shape[-1]) / (r + 1e-20)
+            for f, r in zip(flat, norms)]
+  logs = jnp.log(jnp.concatenate(norms, -1) + 1e-20)  # [N, L]
+  mean_log = logs.mean(-1, keepdims=True)
+  parts = blocks + [logs - mean_log, mean_log / 10.0]
+  if labels is not None:
+    parts.append(labels.reshape(n, -1))
+  return jnp.concatenate(parts, -1)
+
+
+def hidden_for_params(inputs: int, outputs: int, layers: int,
+                      target: int) -> int:
+  """The largest hidden width h whose MLP (``layers`` hidden layers of h,
+  biases included) has at most ``target`` parameters."""
+  if layers < 1:
+    raise ValueError(f"layers must be >= 1; got {layers}")
+
+  def count(h):
+    return (inputs + 1) * h + (layers - 1) * (h + 1) * h + (h + 1) * outputs
+
+  if count(1) > target:
+    raise ValueError(f"an MLP from {inputs} inputs to {outputs} outputs has "
+                     f"more than {target} parameters at any hidden width")
+  lo, hi = 1, 2
+  while count(hi) <= target:
+    lo, hi = hi, hi * 2
+  while hi - lo > 1:
+    mid = (lo + hi) // 2
+    lo, hi = (mid, hi) if count(mid) <= target else (lo, mid)
+  return lo
+
+
+class Flat(nn.Module):
+  """An MLP (GELU) on GIT's inputs flattened (``flat_inputs``)."""
+  image_shape: tuple
+  batch_size: int = 1
+  hidden: int = 64
+  layers: int = 2
+
+  @nn.compact
+  def __call__(self, grads, labels=None):
+    x = flat_inputs(grads, labels)
+    n = x.shape[0]
+    for _ in range(self.layers):
+      x = nn.gelu(nn.Dense(self.hidden)(x))
+    x = nn.Dense(self.batch_size * math.prod(self.image_shape))(x)
+    return nn.sigmoid(x).reshape((n, self.batch_size) + self.image_shape)

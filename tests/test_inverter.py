@@ -93,9 +93,10 @@ def test_git_forward_is_finite_and_in_unit_range(key):
   assert bool(jnp.all((out >= 0) & (out <= 1)))
 
 
-def test_back_project_is_the_adjoint_of_the_victim_conv(key):
+@pytest.mark.parametrize("index", [0, 1, 2])  # Strides 2, 2, 1.
+def test_back_project_is_the_adjoint_of_the_victim_conv(key, index):
   victim = _victim("lenet", channels=4)
-  layer = layer_trace.victim_layers(victim)[1]  # Stride 2, padding 2.
+  layer = layer_trace.victim_layers(victim)[index]  # Padding 2.
   k1, k2, k3 = jax.random.split(key, 3)
   kernel = jax.random.normal(k1, (1,) + layer.kernel_shape)
   x = jax.random.normal(k2, (1,) + layer.input_shape)
@@ -148,8 +149,57 @@ def test_lti_count_sketch_shapes_and_sums(key):
   assert jax.eval_shape(module.apply, variables, grads).shape == (3, 2) + SHAPE
 
 
+def test_back_project_im2col_equals_the_convolution_transpose(key):
+  victim = _victim("resnet20", width=2)
+  layer = layer_trace.victim_layers(victim)[4]  # A stride-2 3x3 conv.
+  k1, k2 = jax.random.split(key)
+  kernel = jax.random.normal(k1, (2,) + layer.kernel_shape)
+  d = jax.random.normal(k2, (2, 3) + layer.output_shape)
+  fast = inverter.back_project(kernel, d, layer)  # im2col (int padding).
+  geometry = list(layer.conv)
+  geometry[2] = [(geometry[2], geometry[2])] * 2  # lax padding: the general
+  slow = inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)))
+  np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+def test_flat_ablation_matches_git_parameter_count():
+  victim = _victim("lenet", channels=4)
+  git = inverter.make_inverter(GIT_SMALL, victim, SHAPE)
+  flat = inverter.make_inverter(
+      dict(name="flat", layers=2, hidden=0, match=GIT_SMALL), victim, SHAPE)
+  n_git = inverter.num_params(git, victim)
+  n_flat = inverter.num_params(flat, victim)
+  wider = flat.clone(hidden=flat.hidden + 1)
+  assert n_flat <= n_git < inverter.num_params(wider, victim)
+  grads = _abstract_grads(victim, n=3)
+  variables = jax.eval_shape(flat.init, jax.random.key(0), grads)
+  assert jax.eval_shape(flat.apply, variables, grads).shape == (3, 1) + SHAPE
+
+
+def test_flat_inputs_are_unit_rms_blocks_and_log_norms(key):
+  victim = _victim("mlp", hidden=(4,))
+  g = _grads(victim, key, n=2)
+  x = lti.flat_inputs(g)
+  leaves = jax.tree.leaves(g)
+  sizes = [l[0].size for l in leaves]
+  assert x.shape == (2, sum(sizes) + len(leaves) + 1)
+  start = 0
+  for size in sizes:
+    block = x[:, start:start + size]
+    np.testing.assert_allclose(jnp.sqrt(jnp.mean(block**2, -1)), 1.0,
+                               rtol=1e-5)
+    start += size
+  scaled = lti.flat_inputs(jax.tree.map(lambda t: 3.0 * t, g))
+  np.testing.assert_allclose(scaled[:, :start], x[:, :start], rtol=1e-5)
+  np.testing.assert_allclose(scaled[:, -1] - x[:, -1], np.log(3.0) / 10,
+                             rtol=1e-4)
+
+
 @pytest.mark.parametrize("config,match", [
     (dict(name="gan"), "unknown inverter 'gan'"),
+    (dict(name="flat"), "a flat inverter needs hidden > 0 or match"),
+    (dict(name="flat", match=dict(name="lti")),
+     "a flat inverter needs hidden > 0 or match"),
     (dict(name="git", widht=3), r"unknown git inverter settings \['widht'\]"),
     (dict(name="lti", sketch_rate=1.5), r"sketch_rate must be in \(0, 1\]"),
 ])

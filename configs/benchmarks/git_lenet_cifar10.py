@@ -31,38 +31,54 @@ a quarter of IG's iterations and for all of them), full attack blocks whose
 ``inverter_dir`` the benchmark fills in (GIT and GIT + IG: the clean or the
 noise-trained GIT; LTI: the LTI inverter); ``bench``: ``num_test`` test
 images (the training runs' evaluation sample) and ``num_attack`` attacked
-leaks. The noise level of the noisy leaks is the noise-trained inverter's
-own (its ``leak.defense``). Leak i: key 1000 + i; attack key i, as before.
+leaks (of B images each: ``batch``), ``ig_budgets`` (IG's iteration
+budgets for the time-to-PSNR comparison). The noise level of the noisy
+leaks is the noise-trained inverter's own (its ``leak.defense``). Leak i:
+key 1000 + i; attack key i, as before. Arguments ``steps``, ``limit`` and
+``batch`` go to every training config; ``flat_dir`` adds the flat-MLP
+ablation (``configs/flat_lenet.py``); LPIPS is VGG's.
 """
 
 import ml_collections as mlc
 
 from configs import common
+from configs import flat_lenet
 from configs import git_lenet
 from configs import lti_lenet
 
 
-def inverters(data_dir: str, budget: str, **dirs) -> mlc.ConfigDict:
-  """{name: dict(dir, train)} for GIT, LTI and the noise-trained GIT."""
-  arg = f"data_dir={data_dir},budget={budget}"
+def inverters(data_dir: str, budget: str, extra: str = "", flat=False,
+              **dirs) -> mlc.ConfigDict:
+  """{name: dict(dir, train)} for GIT, LTI, the noise-trained GIT and (with
+  ``flat``) the flat-MLP ablation; ``extra`` is appended to each training
+  config's argument (e.g. ``,steps=4000,limit=50000,batch=4``)."""
+  arg = f"data_dir={data_dir},budget={budget}{extra}"
   train = dict(git=git_lenet.get_config(arg),
                lti=lti_lenet.get_config(arg),
                git_noise=git_lenet.get_config(arg + ",sigma=0.1"))
+  if flat:
+    train["flat"] = flat_lenet.get_config(arg)
   return mlc.ConfigDict({k: dict(dir=dirs.get(f"{k}_dir", ""), train=v)
                          for k, v in train.items()})
 
 
 def get_config(arg=None):
   arg = common.parse_arg(arg, data_dir="../shared/data/cifar10",
-                         budget="cpu", git_dir="", lti_dir="",
-                         git_noise_dir="", smoke=False)
+                         budget="cpu", steps=0, limit=0, batch=1, git_dir="",
+                         lti_dir="", git_noise_dir="", flat_dir="",
+                         smoke=False)
   if arg.smoke:
     arg.data_dir, arg.budget = "", "smoke"  # Embedded photos.
+  extra = "".join(f",{k}={v}" for k, v in
+                  (("steps", arg.steps), ("limit", arg.limit),
+                   ("batch", arg.batch)) if v and (k, v) != ("batch", 1))
   config = mlc.ConfigDict()
   config.benchmark = "git_lenet_cifar10"
-  config.inverters = inverters(arg.data_dir, arg.budget,
+  config.inverters = inverters(arg.data_dir, arg.budget, extra,
+                               flat=bool(arg.flat_dir) or arg.smoke,
                                git_dir=arg.git_dir, lti_dir=arg.lti_dir,
-                               git_noise_dir=arg.git_noise_dir)
+                               git_noise_dir=arg.git_noise_dir,
+                               flat_dir=arg.flat_dir)
   config.attack = dict(name="git")
   config.baselines = dict(
       lti=dict(name="lti"),
@@ -72,11 +88,11 @@ def get_config(arg=None):
                           proximity=0.0),
       git_ig=dict(name="git_ig", iterations=1000, progress=False,
                   proximity=0.0))
-  config.eval = dict(data_range=1.0,
-                     lpips_net=mlc.config_dict.placeholder(str))
-  config.bench = dict(num_test=256, num_attack=4)
+  config.eval = dict(data_range=1.0, lpips_net="vgg")
+  config.bench = dict(num_test=256, num_attack=4,
+                      ig_budgets=(250, 1000, 4000, 16000))
   if arg.smoke:
-    config.bench.update(num_test=4, num_attack=1)
+    config.bench.update(num_test=4, num_attack=1, ig_budgets=(2, 4))
     config.baselines.dlg.iterations = 2
     config.baselines.ig.iterations = 4
     config.baselines.git_ig_quarter.iterations = 1

@@ -47,25 +47,36 @@ def resolve_conv(impl: str) -> str:
   return impl
 
 
-def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int,
-                padding: int) -> jax.Array:
-  """A 2-D convolution as one matrix product over shifted slices.
+def im2col_patches(x: jax.Array, kh: int, kw: int, stride: int,
+                   padding: int) -> jax.Array:
+  """The kh*kw strided slices of the zero-padded x, concatenated.
 
-  x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (Flax's HWIO). The kh*kw
-  strided slices of the zero-padded input are concatenated into patches
-  [B, Ho, Wo, kh*kw*Cin] and multiplied by the reshaped kernel. Its gradients
-  (and their gradients, as in gradient matching) are matrix products, pads
-  and slices; XLA:CPU runs them at several times the speed of its
-  convolution kernels (BUILD_NOTES.md).
+  x: [B, H, W, Cin] -> patches [B, Ho, Wo, kh*kw*Cin], ordered like a
+  reshaped HWIO kernel's rows (``kernel.reshape(-1, Cout)``). Linear in x:
+  its transpose (``jax.vjp``) is the adjoint of patch extraction.
   """
-  kh, kw, _, cout = kernel.shape
   p, s = padding, stride
   xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
   ho = (x.shape[1] + 2 * p - kh) // s + 1
   wo = (x.shape[2] + 2 * p - kw) // s + 1
   cols = [xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
           for i in range(kh) for j in range(kw)]
-  patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int,
+                padding: int) -> jax.Array:
+  """A 2-D convolution as one matrix product over shifted slices.
+
+  x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (Flax's HWIO). The kh*kw
+  strided slices of the zero-padded input are concatenated into patches
+  [B, Ho, Wo, kh*kw*Cin] (``im2col_patches``) and multiplied by the reshaped
+  kernel. Its gradients (and their gradients, as in gradient matching) are
+  matrix products, pads and slices; XLA:CPU runs them at several times the
+  speed of its convolution kernels (BUILD_NOTES.md).
+  """
+  kh, kw, _, cout = kernel.shape
+  patches = im2col_patches(x, kh, kw, stride, padding)
   return patches @ kernel.reshape(-1, cout)
 
 
