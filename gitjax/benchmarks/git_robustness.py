@@ -152,20 +152,34 @@ def run(config, workdir):
 
   # Parameter discrepancy: the client's model trained further.
   train = train_inverter.load_dataset(dict(git.config.data.to_dict()))
+  # A server whose model moves: an inverter trained on perturbed victims.
+  moving = main_benchmark.trained_inverter(config, "moving", workdir)
   ks, mses, changes = list(bench.discrepancy_steps), [], []
+  moved = []
   for k in ks:
     v = train_victim_further(git, train.images, train.labels, k,
                              bench.discrepancy_lr, bench.discrepancy_batch)
     changes.append(_relative_change(v["params"], git.setup.variables[
         "params"]))
     mses.append(_mse(git, x01, ys, defense=None, variables=v))
+    if moving is not None:
+      moved.append(_mse(moving, x01, ys, defense=None, variables=v))
+  curves = {"GIT (fixed victim)": mses}
   out["discrepancy"] = dict(steps=ks, mse=mses, relative_param_change=changes,
                             lr=bench.discrepancy_lr,
                             batch=bench.discrepancy_batch)
+  if moving is not None:
+    lk = moving.config.leak
+    label = f"GIT ({lk.victim_params} victims, scale {lk.perturb_scale:g})"
+    curves[label] = moved
+    out["discrepancy"].update(
+        mse_moving=moved, moving_dir=moving.workdir,
+        moving_within_2x_of_fixed=[m <= 2 * mses[0] for m in moved])
   report.plot_curves(os.path.join(workdir, "discrepancy.png"),
-                     [max(k, 1) for k in ks], {"GIT": mses},
+                     [max(k, 1) for k in ks], curves,
                      "victim SGD steps after the inverter's parameters "
                      "(0 plotted at 1)", "test MSE", logx=True,
                      title="GIT under parameter discrepancy")
-  logging.info("discrepancy: %s (relative change %s)", mses, changes)
+  logging.info("discrepancy: %s, moving %s (relative change %s)", mses,
+               moved, changes)
   return out
