@@ -20,8 +20,16 @@ python -m launch.benchmark \
     --config=configs/benchmarks/git_lenet_cifar10.py:budget=full \
     --workdir=/tmp/gitjax/bench_git_full
 
-Measured results: see the benchmark section of BUILD_NOTES.md and the report
-of issue 5 (CPU budget, 2026-11-21).
+The shipped inverter's budget (4,000 steps of 32 on all 50,000 training
+images, each inverter; LTI 500 steps of 256) with the flat-MLP ablation:
+python -m launch.benchmark \
+    --config=configs/benchmarks/git_lenet_cifar10.py:steps=4000,limit=50000,flat_dir=/tmp/gitjax/flat_lenet_cpu \
+    --workdir=/tmp/gitjax/bench_git_long
+Measured (2026-12-03, 2-core CPU, BUILD_NOTES.md "GIT in the paper's
+settings"): GIT test MSE 0.0062 / LPIPS 0.267, LTI 0.0332 / 0.693, flat MLP
+0.0610 / 0.810; GIT + IG 27.7 dB where IG gets 13.8 dB at 1,000 iterations
+and needs 16,000 (37 s) to reach GIT's 22.8 dB (0.09 s). Earlier CPU budget:
+the report of issue 5 (2026-11-21).
 
 Fields: ``inverters.<name>``: ``dir`` (a training workdir; empty or without
 checkpoints: trained into it, or into WORKDIR/<name>, with ``train``, the
