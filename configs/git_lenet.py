@@ -24,7 +24,8 @@ Arguments: ``data_dir`` (CIFAR-10 zips; empty: embedded photos), ``budget``
 (smoke | default | cpu | full; ``smoke=True`` is ``budget=smoke``),
 ``sigma`` (Gaussian gradient noise simulated in training), ``classes``
 (e.g. ``0-1-2-3-4``: train on these classes only), ``steps`` (override the
-budget's step count), ``limit`` (training images; 50000: all of CIFAR-10's),
+budget's step count), ``limit`` (training images; 50000: all of CIFAR-10's;
+the smoke budget ignores ``steps`` and ``limit``),
 ``batch`` (B, images per leaked message), ``victim`` (another registered
 model), ``victim_params`` (fixed | fresh | perturbed: the victim's parameters
 at each training step, for a server whose model moves) and
@@ -104,10 +105,11 @@ def base_config(arg=None, inverter=None):
     config.log_every = 200
     if config.inverter.name == "git":
       config.inverter.update(width=64)
-  if arg.steps:
-    config.train.num_steps = arg.steps
-  if arg.limit:
-    config.data.limit = arg.limit
+  if arg.budget != "smoke":  # Smoke stays a few seconds whatever is asked.
+    if arg.steps:
+      config.train.num_steps = arg.steps
+    if arg.limit:
+      config.data.limit = arg.limit
   return config
 
 

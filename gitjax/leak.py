@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gitjax import client_model
 from gitjax import defenses
@@ -142,6 +143,7 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
   ys_k = ys.reshape((num_clients, b) + ys.shape[1:])
   keys = jax.random.split(k_def, num_clients)
 
+  @jax.jit  # One program per round, not one per op.
   def one_client(x, y, k):
     return client_model.send(victim, client_vars, x, y, k, protocol=protocol,
                              protocol_config=protocol_config, defense=spec,
@@ -193,9 +195,9 @@ def message_status(leak: Leak) -> dict:
   (e.g. pruning at rate 0.9999 zeroes every tensor) carries nothing, and any
   "reconstruction" from it is the attack's own start.
   """
-  leaves = [jnp.asarray(l) for l in jax.tree.leaves(leak.message)]
+  leaves = [np.asarray(l) for l in jax.tree.leaves(leak.message)]  # Host.
   total = int(sum(l.size for l in leaves))
-  zeros = int(sum(int(jnp.sum(l == 0)) for l in leaves))
-  nonfinite = int(sum(int(jnp.sum(~jnp.isfinite(l))) for l in leaves))
+  zeros = int(sum(int(np.sum(l == 0)) for l in leaves))
+  nonfinite = int(sum(int(np.sum(~np.isfinite(l))) for l in leaves))
   return dict(entries=total, zero=zeros, nonfinite=nonfinite,
               empty=total == 0 or zeros + nonfinite == total)

@@ -114,8 +114,13 @@ def per_example_grads(victim: Victim, params: Params, state: dict,
   return jax.tree.map(lambda g: g.reshape((n,) + g.shape[2:]), out)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_variables(victim: Victim, key: jax.Array) -> Variables:
-  """Initializes a victim on a dummy batch of one example."""
+  """Initializes a victim on a dummy batch of one example.
+
+  Jitted: run eagerly, a model's init compiles one program per layer op
+  (seconds for a ResNet on CPU); as one program it compiles once per model.
+  """
   return victim.init(key, jnp.zeros((1,) + tuple(victim.input_shape)))
 
 
@@ -169,18 +174,24 @@ def calibrate_batch_stats(victim: Victim, variables: Variables,
   if "batch_stats" not in variables:
     raise ValueError(f"victim {victim.name!r} has no BatchNorm statistics "
                      "to calibrate")
-  stats = {}
 
-  def record(next_fun, args, kwargs, context):
-    mod = context.module
-    if isinstance(mod, nn.BatchNorm) and context.method_name == "__call__":
-      h = args[0]
-      axes = tuple(range(h.ndim - 1))
-      stats[tuple(mod.scope.path)] = (jnp.mean(h, axes), jnp.var(h, axes))
-    return next_fun(*args, **kwargs)
+  @jax.jit
+  def measure(variables, xs):  # One program, not one per layer op.
+    stats = {}
 
-  with nn.intercept_methods(record):
-    victim.apply(variables, xs, train=True)
+    def record(next_fun, args, kwargs, context):
+      mod = context.module
+      if isinstance(mod, nn.BatchNorm) and context.method_name == "__call__":
+        h = args[0]
+        axes = tuple(range(h.ndim - 1))
+        stats[tuple(mod.scope.path)] = (jnp.mean(h, axes), jnp.var(h, axes))
+      return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+      victim.apply(variables, xs, train=True)
+    return stats
+
+  stats = measure(variables, xs)
   flat = jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]
   new = {}
   for path, leaf in flat:

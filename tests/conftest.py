@@ -1,6 +1,8 @@
 """Test setup: several virtual CPU devices and shared fixtures."""
 
 import os
+import shutil
+import tempfile
 
 # Multi-device code is tested on 8 virtual CPU devices. Must precede jax use.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -14,6 +16,26 @@ import pytest  # noqa: E402
 # Speed lives in benchmarks, never here.
 jax.config.update("jax_disable_most_optimizations", True)
 
+# Many tests build the same small programs (a victim's init, its gradient)
+# from fresh closures, which jit's in-memory cache cannot reuse. XLA's
+# persistent cache, keyed by the program itself, can: one fresh folder per
+# test run, made by the first process (xdist's controller), inherited by
+# its workers through the environment and removed by its maker at the end.
+_CACHE = os.environ.get("GITJAX_TEST_XLA_CACHE")
+_OWNER = _CACHE is None
+if _OWNER:
+  _CACHE = os.environ["GITJAX_TEST_XLA_CACHE"] = tempfile.mkdtemp(
+      prefix="gitjax-test-xla-")
+if _CACHE != "none":  # GITJAX_TEST_XLA_CACHE=none: no persistent cache.
+  jax.config.update("jax_compilation_cache_dir", _CACHE)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_sessionfinish(session):
+  del session
+  if _OWNER and _CACHE != "none":
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,91 +4,36 @@ Each command is parsed exactly as its launcher parses it
 (``launch.common.parse`` on a fresh ``FlagValues``) and its config checked;
 then each distinct launcher and config file runs once end to end in smoke
 mode (the config's ``smoke=True`` or ``budget=smoke``, tiny embedded data,
-paths to real data dropped, ``/tmp/gitjax/`` mapped to tmp), with the
-command's ``--config.*`` overrides applied. Those runs compile a program per
-config (minutes in all), so they are the ``commands`` tier, outside the
+paths to real data, budgets and sizes dropped, ``/tmp/gitjax/`` mapped to
+tmp), with the command's ``--config.*`` overrides applied, one process per
+source (``tests/smoke_runner.py``). Those runs compile a program per config
+(minutes in all), so they are the ``commands`` tier, outside the
 default selection: ``.ci/run`` runs them after the README's test command,
 ``python -m pytest -n 2 -m commands tests/test_commands.py``.
 """
 
-import glob
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
 
-from absl import flags
-import jax
 import pytest
 
 from gitjax import experiments
-from gitjax import train_inverter
-from gitjax import train_prior
 from gitjax import validate
 from gitjax.errors import InputError
-from launch import common
+from tests import smoke_runner
 
 # ml_collections loads config files through importlib's deprecated
 # load_module(); the warning is theirs.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BODIES = {
-    "launch.attack": experiments.run_attack,
-    "launch.benchmark": experiments.run_benchmark,
-    "launch.train_inverter": train_inverter.train_and_evaluate,
-    "launch.train_prior": train_prior.train_and_evaluate,
-}
-
-
-def _commands_in(text: str, source: str) -> list[tuple[str, str]]:
-  text = re.sub(r"\\\n\s*", " ", text)  # Join continued lines.
-  out = []
-  for line in text.splitlines():
-    if "python -m launch." not in line:
-      continue
-    cmd = line[line.index("python -m launch."):].split(" && ")[0].strip()
-    out.append((source, cmd))
-  return out
-
-
-def _all_commands() -> list[tuple[str, str]]:
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    readme = f.read()
-  cmds = []
-  for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
-    cmds += _commands_in(block, "README.md")
-  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"),
-                               recursive=True)):
-    with open(path, encoding="utf-8") as f:
-      src = f.read()
-    doc = re.match(r'\s*r?"""(.*?)"""', src, flags=re.S)
-    if doc:
-      cmds += _commands_in(doc.group(1), os.path.relpath(path, ROOT))
-  return cmds
-
-
-COMMANDS = _all_commands()
-
-
-def _argv(cmd: str, workdir: str) -> tuple[str, list[str]]:
-  parts = shlex.split(cmd)
-  assert parts[:2] == ["python", "-m"], cmd
-  launcher = parts[2]
-  argv = [launcher] + [a for a in parts[3:] if not a.startswith("--workdir")]
-  return launcher, argv + [f"--workdir={workdir}"]
-
-
-def _parse(launcher: str, argv: list[str]):
-  fv = flags.FlagValues()
-  holders = common.define_flags(
-      "config", resumable=launcher.startswith("launch.train_"),
-      flag_values=fv, sys_argv=argv)
-  common.parse(argv, fv)
-  return holders.config.value, holders.workdir.value
+ROOT = smoke_runner.ROOT
+COMMANDS = smoke_runner.all_commands()
+_argv = smoke_runner.split_command
+_parse = smoke_runner.parse
+_smoke_argv = smoke_runner.smoke_argv
 
 
 def test_commands_were_found():
@@ -103,7 +48,8 @@ def test_command_parses_and_its_config_checks(source, cmd, tmp_path,
                                                monkeypatch):
   monkeypatch.chdir(ROOT)
   launcher, argv = _argv(cmd, str(tmp_path))
-  assert launcher in BODIES, f"{source}: unknown launcher in {cmd}"
+  assert launcher in smoke_runner.LAUNCHERS, (
+      f"{source}: unknown launcher in {cmd}")
   config, workdir = _parse(launcher, argv)
   assert workdir == str(tmp_path)
   if launcher == "launch.attack":
@@ -112,30 +58,39 @@ def test_command_parses_and_its_config_checks(source, cmd, tmp_path,
     assert config.benchmark in experiments.BENCHMARKS
 
 
-def _smoke_argv(argv: list[str], root: str) -> list[str]:
-  """Smoke mode on, real data dropped, /tmp/gitjax/... paths under root."""
-  out = []
-  for a in argv:
-    a = a.replace("/tmp/gitjax/", root + "/")
-    if a.startswith("--config="):
-      path, _, args = a.split("=", 1)[1].partition(":")
-      keep = [kv for kv in args.split(",") if kv and
-              not kv.startswith(("data_dir=", "budget=", "cpu=")) and
-              not _missing_dir(kv)]
-      a = f"--config={path}:" + ",".join(keep + ["smoke=True"])
-    out.append(a)
-  return out
+SMOKE_MAX = 20  # Steps, iterations, generations: a smoke run stays seconds.
 
 
-def _missing_dir(kv: str) -> bool:
-  """A model path (git_dir=..., generator_dir=...) that no earlier command
-  of the source made: smoke mode trains its own instead."""
-  k, _, v = kv.partition("=")
-  return k.endswith("_dir") and not os.path.exists(v)
+def _sizes(node, path=""):
+  """(field, value) for every step/iteration count in a config, including
+  ``steps=N`` inside nested config specs (a benchmark's inverters)."""
+  for k in node.keys():
+    v = node[k]
+    if hasattr(v, "keys"):
+      yield from _sizes(v, f"{path}{k}.")
+    elif (isinstance(v, int) and not isinstance(v, bool)
+          and re.search(r"(steps|iterations|generations|restarts)$", k)):
+      yield path + k, v
+    elif isinstance(v, str):
+      for m in re.finditer(r"(\w*steps)=(\d+)", v):
+        yield f"{path}{k}:{m.group(1)}", int(m.group(2))
+
+
+@pytest.mark.parametrize("source,cmd", COMMANDS,
+                         ids=[f"{s}:{i}" for i, (s, _) in enumerate(COMMANDS)])
+def test_smoke_mode_is_small_whatever_the_command_asks(source, cmd,
+                                                       monkeypatch):
+  """A command's ``steps=4000`` must not survive smoke mode: CI once spent
+  its 90 minutes training a 4,000-step smoke run."""
+  monkeypatch.chdir(ROOT)
+  launcher, argv = _argv(cmd, "DIR")
+  config, _ = _parse(launcher, _smoke_argv(argv[:-1], "/nonexistent")
+                     + ["--workdir=DIR"])
+  big = [(k, v) for k, v in _sizes(config) if v > SMOKE_MAX]
+  assert not big, f"{source}: smoke run of {cmd!r} keeps {big}"
 
 
 SOURCES = sorted({s for s, _ in COMMANDS})
-_DONE = {}  # Smoke command (less its workdir) -> the workdir it finished in.
 
 
 @pytest.fixture(scope="module")
@@ -143,57 +98,19 @@ def smoke_root(tmp_path_factory):
   return str(tmp_path_factory.mktemp("gitjax"))
 
 
-@pytest.fixture
-def quick_compile():
-  """Smoke runs check that commands work, not speed: XLA's backend
-  optimizations (most of a tiny program's compile time) are turned off."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
-
-
 @pytest.mark.commands
 @pytest.mark.parametrize("source", SOURCES)
-def test_commands_run_in_smoke_mode(source, smoke_root, monkeypatch,
-                                    quick_compile):
-  """The source's commands, in order: a prior or inverter trained by one is
-  what the next one loads (``/tmp/gitjax/...`` maps to one tmp folder)."""
-  monkeypatch.chdir(ROOT)
-  for _, cmd in [c for c in COMMANDS if c[0] == source]:
-    launcher, argv = _argv(cmd, "DIR")
-    workdir = _flag(shlex.split(cmd), "--workdir") or "DIR"
-    if workdir == "DIR":
-      workdir = os.path.join(smoke_root, f"placeholder_{len(_DONE)}")
-    workdir = workdir.replace("/tmp/gitjax/", smoke_root + "/")
-    argv = _smoke_argv(argv[:-1], smoke_root) + [f"--workdir={workdir}"]
-    key = (launcher,) + tuple(argv[1:-1])
-    if key in _DONE:
-      if not os.path.exists(workdir):
-        shutil.copytree(_DONE[key], workdir)
-      continue
-    config, workdir = _parse(launcher, argv)
-    _map_paths(config, smoke_root)
-    result = BODIES[launcher](config, workdir)
-    assert isinstance(result, dict) and result, cmd
-    _DONE[key] = workdir
-
-
-def _map_paths(node, root: str) -> None:
-  """Default paths under /tmp/gitjax/ (a prior's workdir) move under root."""
-  for k in list(node.keys()):
-    v = node[k]
-    if hasattr(v, "keys"):
-      _map_paths(v, root)
-    elif isinstance(v, str) and v.startswith("/tmp/gitjax/"):
-      node[k] = v.replace("/tmp/gitjax/", root + "/")
-
-
-def _flag(parts: list[str], name: str) -> str | None:
-  for p in parts:
-    if p.startswith(name + "="):
-      return p.split("=", 1)[1]
-  return None
+def test_commands_run_in_smoke_mode(source, smoke_root):
+  """The source's commands, in order, in a process of their own
+  (``tests/smoke_runner.py``): a crash or the memory of one source's
+  programs never reaches the next."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "tests.smoke_runner", source, smoke_root],
+      cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0, (
+      f"{source}: exit status {proc.returncode}\n{proc.stdout[-3000:]}\n"
+      f"{proc.stderr[-6000:]}")
 
 
 @pytest.mark.parametrize("args,match", [

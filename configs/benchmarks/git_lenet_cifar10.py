@@ -75,8 +75,8 @@ def get_config(arg=None):
                          budget="cpu", steps=0, limit=0, batch=1, git_dir="",
                          lti_dir="", git_noise_dir="", flat_dir="",
                          smoke=False)
-  if arg.smoke:
-    arg.data_dir, arg.budget = "", "smoke"  # Embedded photos.
+  if arg.smoke:  # Embedded photos; the smoke budget whatever is asked.
+    arg.data_dir, arg.budget, arg.steps, arg.limit = "", "smoke", 0, 0
   extra = "".join(f",{k}={v}" for k, v in
                   (("steps", arg.steps), ("limit", arg.limit),
                    ("batch", arg.batch)) if v and (k, v) != ("batch", 1))
