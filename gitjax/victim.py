@@ -80,9 +80,14 @@ def batch_loss(victim: Victim, params: Params, state: dict, xs: jax.Array,
   return jnp.mean(loss_values(victim, logits, ys))
 
 
+@functools.partial(jax.jit, static_argnames=("victim", "train"))
 def batch_grad(victim: Victim, params: Params, state: dict, xs: jax.Array,
                ys: jax.Array, train: bool = False) -> Params:
-  """Gradient of the mean batch loss with respect to params."""
+  """Gradient of the mean batch loss with respect to params.
+
+  Jitted (inlined where it is called under jit): called eagerly, it would
+  compile one program per op of the model and of its backward pass.
+  """
   return jax.grad(batch_loss, argnums=1)(victim, params, state, xs, ys, train)
 
 
@@ -90,6 +95,7 @@ def _example_loss(victim, params, state, x, y):
   return batch_loss(victim, params, state, x[None], y[None], train=False)
 
 
+@functools.partial(jax.jit, static_argnames=("victim", "chunk_size"))
 def per_example_grads(victim: Victim, params: Params, state: dict,
                       xs: jax.Array, ys: jax.Array,
                       chunk_size: int | None = None) -> Params:
@@ -99,6 +105,7 @@ def per_example_grads(victim: Victim, params: Params, state: dict,
   DP-SGD and per-example attacks require. ``chunk_size`` bounds memory: the
   batch is vmapped in chunks of that size under ``lax.map``, so a batch of
   1024 through ResNet-18 needs the activation memory of one chunk only.
+  Jitted, like ``batch_grad``.
   """
   grad_one = jax.grad(functools.partial(_example_loss, victim), argnums=0)
   vgrad = jax.vmap(grad_one, in_axes=(None, None, 0, 0))

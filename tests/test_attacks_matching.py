@@ -153,8 +153,7 @@ def test_layer_weights_by_name(key):
     matching.layer_weight_list(s.layer_weights, msg)
 
 
-@pytest.mark.parametrize("restarts", [1, 3])
-def test_trial_axis_and_loop_kinds_agree(key, restarts):
+def test_trial_axis_and_loop_kinds_agree(key, restarts=3):
   # vmap vs lax.map over trials, fori_loop on the device vs a host loop: the
   # same iterates (CPU defaults to map + host; accelerators to vmap + device).
   v, leak, truth = _leak(key)
