@@ -4,8 +4,9 @@
 in its own process, ``python -m tests.smoke_runner SOURCE ROOT``, so that a
 crash or the memory of one source's programs never reaches another's. In
 smoke mode a command keeps its launcher and config file but runs the
-config's ``smoke=True`` (tiny embedded data): paths to real data, budgets and
-``steps``/``limit`` are dropped and ``/tmp/gitjax/`` maps to ROOT.
+config's ``smoke=True`` (tiny embedded data; each config's smoke budget
+ignores sizes such as ``steps``): paths to real data and budgets are dropped
+and ``/tmp/gitjax/`` maps to ROOT.
 """
 
 import glob
@@ -21,8 +22,8 @@ from absl import flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHERS = ("launch.attack", "launch.benchmark", "launch.train_inverter",
              "launch.train_prior")
-# Arguments a smoke run drops: real data, budgets and sizes.
-DROPPED = ("data_dir=", "budget=", "cpu=", "steps=", "limit=")
+# Arguments a smoke run drops: real data and budgets.
+DROPPED = ("data_dir=", "budget=", "cpu=")
 
 
 def _commands_in(text: str, source: str) -> list[tuple[str, str]]:
@@ -75,7 +76,7 @@ def parse(launcher: str, argv: list[str]):
 
 
 def smoke_argv(argv: list[str], root: str) -> list[str]:
-  """Smoke mode on, real data and sizes dropped, /tmp/gitjax/ under root."""
+  """Smoke mode on, real data and budgets dropped, /tmp/gitjax/ under root."""
   out = []
   for a in argv:
     a = a.replace("/tmp/gitjax/", root + "/")
@@ -114,8 +115,9 @@ def _flag(parts: list[str], name: str) -> str | None:
 
 def run_source(source: str, root: str) -> None:
   """Runs the source's commands in order: a prior or inverter trained by one
-  is what the next one loads. A command already run under ``root`` (by any
-  source, recorded in ``root/done.json``) is copied, not run again."""
+  is what the next one loads. A command whose smoke config was already run
+  under ``root`` (by any source, recorded in ``root/done.json``) is copied,
+  not run again."""
   from gitjax import experiments  # pylint: disable=g-import-not-at-top
   from gitjax import train_inverter  # pylint: disable=g-import-not-at-top
   from gitjax import train_prior  # pylint: disable=g-import-not-at-top
@@ -137,14 +139,14 @@ def run_source(source: str, root: str) -> None:
       workdir = os.path.join(root, f"placeholder_{len(done)}_{i}")
     workdir = workdir.replace("/tmp/gitjax/", root + "/")
     argv = smoke_argv(argv[:-1], root) + [f"--workdir={workdir}"]
-    key = " ".join([launcher] + argv[1:-1])
+    config, workdir = parse(launcher, argv)
+    _map_paths(config, root)
+    key = f"{launcher} {config.to_json_best_effort(sort_keys=True)}"
     if key in done:
       if not os.path.exists(workdir):
         shutil.copytree(done[key], workdir)
       continue
     print(f"smoke: {source}: {' '.join(argv)}", flush=True)
-    config, workdir = parse(launcher, argv)
-    _map_paths(config, root)
     result = bodies[launcher](config, workdir)
     assert isinstance(result, dict) and result, cmd
     done[key] = workdir

@@ -4,8 +4,7 @@ Each command is parsed exactly as its launcher parses it
 (``launch.common.parse`` on a fresh ``FlagValues``) and its config checked;
 then each distinct launcher and config file runs once end to end in smoke
 mode (the config's ``smoke=True`` or ``budget=smoke``, tiny embedded data,
-paths to real data, budgets and sizes dropped, ``/tmp/gitjax/`` mapped to
-tmp), with the command's ``--config.*`` overrides applied, one process per
+paths to real data and budgets dropped, ``/tmp/gitjax/`` mapped to tmp), with the command's ``--config.*`` overrides applied, one process per
 source (``tests/smoke_runner.py``). Those runs compile a program per config
 (minutes in all), so they are the ``commands`` tier, outside the
 default selection: ``.ci/run`` runs them after the README's test command,
@@ -31,9 +30,6 @@ pytestmark = pytest.mark.filterwarnings(
 
 ROOT = smoke_runner.ROOT
 COMMANDS = smoke_runner.all_commands()
-_argv = smoke_runner.split_command
-_parse = smoke_runner.parse
-_smoke_argv = smoke_runner.smoke_argv
 
 
 def test_commands_were_found():
@@ -47,10 +43,10 @@ def test_commands_were_found():
 def test_command_parses_and_its_config_checks(source, cmd, tmp_path,
                                                monkeypatch):
   monkeypatch.chdir(ROOT)
-  launcher, argv = _argv(cmd, str(tmp_path))
+  launcher, argv = smoke_runner.split_command(cmd, str(tmp_path))
   assert launcher in smoke_runner.LAUNCHERS, (
       f"{source}: unknown launcher in {cmd}")
-  config, workdir = _parse(launcher, argv)
+  config, workdir = smoke_runner.parse(launcher, argv)
   assert workdir == str(tmp_path)
   if launcher == "launch.attack":
     validate.check_experiment(config)
@@ -83,9 +79,9 @@ def test_smoke_mode_is_small_whatever_the_command_asks(source, cmd,
   """A command's ``steps=4000`` must not survive smoke mode: CI once spent
   its 90 minutes training a 4,000-step smoke run."""
   monkeypatch.chdir(ROOT)
-  launcher, argv = _argv(cmd, "DIR")
-  config, _ = _parse(launcher, _smoke_argv(argv[:-1], "/nonexistent")
-                     + ["--workdir=DIR"])
+  launcher, argv = smoke_runner.split_command(cmd, "DIR")
+  argv = smoke_runner.smoke_argv(argv[:-1], "/nonexistent")
+  config, _ = smoke_runner.parse(launcher, argv + ["--workdir=DIR"])
   big = [(k, v) for k, v in _sizes(config) if v > SMOKE_MAX]
   assert not big, f"{source}: smoke run of {cmd!r} keeps {big}"
 
@@ -127,7 +123,7 @@ def test_bad_overrides_are_one_line(args, match, tmp_path, monkeypatch):
   argv = ["launch.attack", "--config=configs/dlg_lenet.py:smoke=True",
           f"--workdir={tmp_path}"] + args
   with pytest.raises(InputError, match=match) as e:
-    _parse("launch.attack", argv)
+    smoke_runner.parse("launch.attack", argv)
   assert "\n" not in str(e.value)
   assert not os.listdir(tmp_path)
 
@@ -145,7 +141,7 @@ def test_bad_config_file_or_args_are_one_line(spec, match, tmp_path,
   monkeypatch.chdir(ROOT)
   argv = ["launch.attack", f"--config={spec}", f"--workdir={tmp_path}"]
   with pytest.raises(InputError, match=match) as e:
-    _parse("launch.attack", argv)
+    smoke_runner.parse("launch.attack", argv)
   assert "\n" not in str(e.value)
 
 
@@ -155,7 +151,7 @@ def test_list_and_tuple_fields_are_overridable(monkeypatch, tmp_path):
           f"--workdir={tmp_path}",
           '--config.leak.defense=[{"name": "prune", "rate": 0.5}]',
           "--config.data.mean=(0.5, 0.5, 0.5)"]
-  config, _ = _parse("launch.attack", argv)
+  config, _ = smoke_runner.parse("launch.attack", argv)
   assert config.leak.defense == [{"name": "prune", "rate": 0.5}]
   assert tuple(config.data.mean) == (0.5, 0.5, 0.5)
   validate.check_experiment(config)
@@ -164,7 +160,7 @@ def test_list_and_tuple_fields_are_overridable(monkeypatch, tmp_path):
 def test_missing_workdir_is_one_line(monkeypatch):
   monkeypatch.chdir(ROOT)
   with pytest.raises(InputError, match="--workdir is required"):
-    _parse("launch.attack", ["launch.attack",
+    smoke_runner.parse("launch.attack", ["launch.attack",
                              "--config=configs/dlg_lenet.py:smoke=True"])
 
 
