@@ -44,7 +44,8 @@ budgets for the time-to-PSNR comparison). The noise level of the noisy
 leaks is the noise-trained inverter's own (its ``leak.defense``). Leak i:
 key 1000 + i; attack key i, as before. Arguments ``steps``, ``limit`` and
 ``batch`` go to every training config; ``flat_dir`` adds the flat-MLP
-ablation (``configs/flat_lenet.py``); LPIPS is VGG's.
+ablation (``configs/flat_lenet.py``); ``noise=False`` leaves out the
+noise-trained GIT and the noisy leaks; LPIPS is VGG's.
 """
 
 import ml_collections as mlc
@@ -56,14 +57,16 @@ from configs import lti_lenet
 
 
 def inverters(data_dir: str, budget: str, extra: str = "", flat=False,
-              **dirs) -> mlc.ConfigDict:
-  """{name: dict(dir, train)} for GIT, LTI, the noise-trained GIT and (with
-  ``flat``) the flat-MLP ablation; ``extra`` is appended to each training
-  config's argument (e.g. ``,steps=4000,limit=50000,batch=4``)."""
+              noise=True, **dirs) -> mlc.ConfigDict:
+  """{name: dict(dir, train)} for GIT, LTI, (with ``noise``) the
+  noise-trained GIT and (with ``flat``) the flat-MLP ablation; ``extra`` is
+  appended to each training config's argument (e.g.
+  ``,steps=4000,limit=50000,batch=4``)."""
   arg = f"data_dir={data_dir},budget={budget}{extra}"
   train = dict(git=git_lenet.get_config(arg),
-               lti=lti_lenet.get_config(arg),
-               git_noise=git_lenet.get_config(arg + ",sigma=0.1"))
+               lti=lti_lenet.get_config(arg))
+  if noise:
+    train["git_noise"] = git_lenet.get_config(arg + ",sigma=0.1")
   if flat:
     train["flat"] = flat_lenet.get_config(arg)
   return mlc.ConfigDict({k: dict(dir=dirs.get(f"{k}_dir", ""), train=v)
@@ -74,7 +77,7 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, data_dir="../shared/data/cifar10",
                          budget="cpu", steps=0, limit=0, batch=1, git_dir="",
                          lti_dir="", git_noise_dir="", flat_dir="",
-                         smoke=False)
+                         noise=True, smoke=False)
   if arg.smoke:  # Embedded photos; the smoke budget whatever is asked.
     arg.data_dir, arg.budget, arg.steps, arg.limit = "", "smoke", 0, 0
   extra = "".join(f",{k}={v}" for k, v in
@@ -84,6 +87,7 @@ def get_config(arg=None):
   config.benchmark = "git_lenet_cifar10"
   config.inverters = inverters(arg.data_dir, arg.budget, extra,
                                flat=bool(arg.flat_dir) or arg.smoke,
+                               noise=arg.noise,
                                git_dir=arg.git_dir, lti_dir=arg.lti_dir,
                                git_noise_dir=arg.git_noise_dir,
                                flat_dir=arg.flat_dir)
