@@ -39,6 +39,12 @@ def get_config(arg=None):
   config.sample_every = 1000
   config.checkpoint_every = 1000
   config.keep_checkpoints = 2
+  # The prior's measure (gitjax.coverage): PSNR of the best latent fit to
+  # held-out images, logged every ``every`` steps and scored at the end.
+  config.coverage = dict(every=1000, images=16, steps=100, restarts=2,
+                         lr=0.05, noise=True, final_images=64,
+                         final_steps=300, final_restarts=4,
+                         lpips_net="vgg")
   config.max_minutes = 0.0  # 0: no wall-time limit.
   config.progress = True
   if arg.cpu:
@@ -53,6 +59,7 @@ def get_config(arg=None):
     config.log_every = 100
     config.sample_every = 500
     config.checkpoint_every = 250
+    config.coverage.every = 500
   if arg.smoke:
     config.data = dict(name="embedded", data_dir=None, split="test",
                        image_size=8, channels=3, limit=None, options={})
@@ -67,4 +74,7 @@ def get_config(arg=None):
     config.log_every = 2
     config.sample_every = 2
     config.checkpoint_every = 2
+    config.coverage.update(every=2, images=2, steps=2, restarts=1,
+                           final_images=2, final_steps=2, final_restarts=1,
+                           lpips_net="")
   return config

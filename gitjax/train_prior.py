@@ -19,7 +19,12 @@ followed by one generator update.
 Besides the losses, ``coverage_mse`` tracks the generator as a prior: the
 mean over held-out real images of the smallest MSE (on [-1, 1]) to any of a
 fixed set of samples. Lower is better; it is what a latent search can reach
-without optimizing.
+without optimizing. With ``config.coverage`` (see ``coverage_settings``),
+the prior's real measure, the PSNR of its best latent fit to held-out images
+(``gitjax.coverage``), is logged every ``coverage.every`` steps with the
+training's wall time (``coverage.png``: PSNR against minutes), and scored on
+``coverage.final_images`` held-out images at the end (``coverage.json``,
+``coverage_fits.png``: targets over fits).
 """
 
 import functools
@@ -34,6 +39,7 @@ import numpy as np
 import optax
 
 from gitjax import checkpoint as ckpt_lib
+from gitjax import coverage as coverage_lib
 from gitjax import data as data_lib
 from gitjax import generators as gen_lib
 from gitjax import prior_setup
@@ -44,7 +50,7 @@ from gitjax import rundir
 METRICS_LOG = "metrics.jsonl"
 # Config fields that may change when an unfinished run is resumed.
 MUTABLE = ("log_every", "sample_every", "checkpoint_every",
-           "keep_checkpoints", "max_minutes", "progress")
+           "keep_checkpoints", "max_minutes", "progress", "coverage")
 
 
 def _critic_loss(models, critic_params, real, fake, key, gp_weight, drift):
@@ -182,6 +188,50 @@ def _save_samples(workdir, name, images):
                    value_range=(-1.0, 1.0), cell_px=48)
 
 
+def coverage_settings(config, final: bool = False):
+  """(Settings, image count) of the in-training (or final) latent fit from
+  ``config.coverage``: ``every`` (steps; 0: none during training),
+  ``images``, ``steps``, ``restarts``, ``lr``, ``noise``, and for the end
+  ``final_images``, ``final_steps``, ``final_restarts`` (0: no final
+  score) and ``lpips_net``; None without ``config.coverage``."""
+  c = config.get("coverage")
+  if not c:
+    return None
+  n = c.get("final_images", 0) if final else c.get("images", 16)
+  if not n:
+    return None
+  s = coverage_lib.Settings(
+      steps=c.get("final_steps", 300) if final else c.get("steps", 100),
+      restarts=c.get("final_restarts", 4) if final else c.get("restarts", 2),
+      lr=c.get("lr", 0.05), noise=c.get("noise", True))
+  return coverage_lib.check_settings(s), int(n)
+
+
+def _coverage_log(models, state, holdout, config, key) -> dict:
+  s, n = coverage_settings(config)
+  scores, _ = coverage_lib.evaluate(models.gen, state["gen"], holdout[:n],
+                                    key, s)
+  return {"coverage_psnr_pm1": scores["psnr_pm1"],
+          "coverage_psnr_01": scores["psnr_01"],
+          "coverage_fit_s": scores["seconds"]}
+
+
+def final_coverage(models, state, holdout, config, key, workdir) -> dict:
+  """The end-of-training coverage score: ``coverage.json`` and a picture."""
+  s, n = coverage_settings(config, final=True)
+  lp = config.coverage.get("lpips_net") or None
+  scores, fits = coverage_lib.evaluate(models.gen, state["gen"],
+                                       holdout[:n], key, s, lpips_net=lp,
+                                       progress=config.get("progress", True))
+  scores["step"] = int(state["step"])
+  rows = [np.asarray(holdout[:n]), np.asarray(fits)]
+  per = 16
+  grid = [r[i:i + per] for i in range(0, n, per) for r in rows]
+  report.save_grid(os.path.join(workdir, "coverage_fits.png"), grid,
+                   value_range=(-1.0, 1.0), cell_px=48)
+  return scores
+
+
 def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
                        dataset: data_lib.Dataset | None = None, *,
                        resume: str = "latest",
@@ -236,10 +286,15 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
           jax.random.fold_in(k_steps, step), config.gp_weight, config.drift)
       bar.record(**metrics)
       done = step + 1
-      if done % config.log_every == 0 or done == config.steps:
+      cover = bool(coverage_settings(config) and config.coverage.every and (
+          done % config.coverage.every == 0 or done == config.steps))
+      if done % config.log_every == 0 or done == config.steps or cover:
         m = {k: float(v) for k, v in metrics.items()}
         m["coverage_mse"] = float(coverage_mse(models.gen, state["gen"],
                                                z_cover, holdout))
+        if cover:
+          m.update(_coverage_log(models, state, holdout, config,
+                                 jax.random.fold_in(k_fixed, 2)))
         m["step"], m["seconds"] = done, time.time() - t0
         history.append(m)
         run.append_jsonl(METRICS_LOG, m)
@@ -264,6 +319,14 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
         {k: [h[k] for h in history]
          for k in ("wasserstein", "gen_loss", "coverage_mse")},
         "generator step", "value")
+    cov = [h for h in history if "coverage_psnr_pm1" in h]
+    if cov:
+      report.plot_curves(
+          os.path.join(workdir, "coverage.png"),
+          [h["seconds"] / 60 for h in cov],
+          {"PSNR [-1, 1] (GGL's scale)": [h["coverage_psnr_pm1"] for h in cov],
+           "PSNR [0, 1]": [h["coverage_psnr_01"] for h in cov]},
+          "training minutes (this run's)", "best latent fit, dB")
   final = {
       "step": int(state["step"]),
       "coverage_mse": float(coverage_mse(models.gen, state["gen"], z_cover,
@@ -271,6 +334,11 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
       "seconds": time.time() - t0,
       **({k: float(v) for k, v in metrics.items()}),
   }
+  if coverage_settings(config, final=True):
+    final["coverage"] = final_coverage(models, state, holdout, config,
+                                       jax.random.fold_in(k_fixed, 3),
+                                       workdir)
+    run.write_json("coverage.json", final["coverage"])
   if final["step"] == config.steps:
     run.finish(final)
   else:

@@ -14,6 +14,7 @@ from gitjax import data as data_lib
 from gitjax import generators as gen_lib
 from gitjax import loading
 from gitjax import prior_setup
+from gitjax import coverage
 from gitjax import train_prior
 from gitjax.errors import InputError
 from tests import helpers
@@ -89,6 +90,7 @@ def _tiny_config(name="dcgan", steps=4):
   config = mod.get_config("smoke=True")
   config.steps = steps
   config.progress = False
+  config.coverage.update(every=0, final_images=0)  # Off unless a test asks.
   return config
 
 
@@ -109,9 +111,15 @@ def test_training_moves_samples_toward_data(tmp_path, name):
   config.checkpoint_every = 30
   config.optimizer.lr_generator = 5e-3
   config.optimizer.lr_critic = 5e-3
+  config.coverage.update(every=15, images=4, steps=20, restarts=1, lr=0.1,
+                         final_images=4, final_steps=20, final_restarts=1)
   ds = _pattern_dataset()
   models = prior_setup.make_models(config)
   state0 = prior_setup.create_train_state(models, jax.random.key(0))
+  holdout = jnp.asarray(ds.images[-4:] * 2 - 1)
+  cover0, _ = coverage.evaluate(
+      models.gen, state0["gen"], holdout, jax.random.key(0),
+      train_prior.coverage_settings(config, final=True)[0])
   z = jax.random.normal(jax.random.key(5), (16, models.gen.latent_dim))
   reals = jnp.asarray(ds.images[-config.holdout:] * 2 - 1)
   before = float(train_prior.coverage_mse(models.gen, state0["gen"], z,
@@ -126,6 +134,15 @@ def test_training_moves_samples_toward_data(tmp_path, name):
   assert os.path.exists(tmp_path / "samples_final.png")
   lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert json.loads(lines[-1])["step"] == 30
+  # The best latent fit to held-out images is logged during training and
+  # scored at the end; it improves on the untrained generator's.
+  logged = [json.loads(l) for l in lines]
+  assert [m["step"] for m in logged if "coverage_psnr_pm1" in m] == [15, 30]
+  scored = json.loads((tmp_path / "coverage.json").read_text())
+  assert scored == final["coverage"] and scored["count"] == 4
+  assert scored["psnr_pm1"] > cover0["psnr_pm1"] + 1.0, (scored, cover0)
+  for png in ("coverage.png", "coverage_fits.png"):
+    assert os.path.exists(tmp_path / png)
 
 
 def test_resume_is_identical(tmp_path):
