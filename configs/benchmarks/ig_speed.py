@@ -13,7 +13,25 @@ restart comparison on a width-16 ConvNet. Measured 2026-11-21 on the 2-core
 CPU (table in BUILD_NOTES.md): ConvNet-64 258 ms (B = 1) and 5.0 s (B = 8)
 per iteration, ResNet-18 172 ms and 1.5 s, i.e. 36% / 15% / 15% / 14% of
 the matmul rate (target for ResNet-18: 50%, missed on this CPU); 8
-restarts in one program 1.21x faster than 8 separate runs.
+restarts in one program 1.21x faster than 8 separate runs (those figures
+are the best of 1 timed chunk; cells now report the median of ``rounds``).
+
+PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
+importable, each cell also times the same IG step in PyTorch, interleaved
+with gitjax round by round, after checking that both give the same logits,
+objective and step; rows gain ``torch_ms_per_iteration``,
+``gitjax_over_torch`` and ``torch_fraction_of_matmul``. ``:torch=off``
+skips it, ``:torch=on`` fails when torch is missing. Install the CPU wheel
+with the ``compare`` extra:
+
+pip install -e ".[compare]" \
+    --extra-index-url https://download.pytorch.org/whl/cpu
+
+``torch_threads`` (0: all cores) sets ``torch.set_num_threads``. On cores
+shared with another job, use 1 (or OMP_WAIT_POLICY=PASSIVE): torch's
+OpenMP threads spin-wait for each other. On the 2-core CPU beside a busy
+job, a ConvNet-16 step (32x32, B = 1) took 3.1 s with 2 threads, 81 ms with
+1 and 89 ms with 2 passive threads.
 """
 
 import ml_collections as mlc
@@ -22,7 +40,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, cpu=False, smoke=False)
+  arg = common.parse_arg(arg, cpu=False, smoke=False, torch="auto")
   config = mlc.ConfigDict()  # No attack-experiment blocks: none is used.
   config.benchmark = "ig_speed"
   config.models = (("convnet", 64), ("resnet18", 64))
@@ -33,9 +51,13 @@ def get_config(arg=None):
   config.restarts = 8
   config.restart_model = ("convnet", 64)
   config.matmul_size = 4096
+  config.rounds = 20  # Interleaved gitjax / torch rounds per cell.
+  config.torch = arg.torch  # "auto" (when importable), "on" or "off".
+  config.torch_threads = 0  # torch.set_num_threads; 0: os.cpu_count().
   if arg.cpu:
     config.iterations = 1
     config.repeats = 1
+    config.rounds = 5
     config.matmul_size = 2048
     config.restart_model = ("convnet", 16)
   if arg.smoke:
@@ -47,4 +69,6 @@ def get_config(arg=None):
     config.restarts = 2
     config.restart_model = ("convnet", 2)
     config.matmul_size = 64
+    config.rounds = 2
+    config.torch_threads = 1  # Tiny shapes: more threads only wait.
   return config

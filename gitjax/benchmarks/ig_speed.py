@@ -11,9 +11,20 @@ default trial axis (``engine.trial_axis``: "map" on CPU, "vmap"
 elsewhere) and the victims' default convolutions (``conv="auto"``: im2col
 matrix products on CPU); FLOPs are counted on the same step with XLA's
 convolutions (``step_flops``).
+
+Each (model, batch size) cell is timed over ``config.rounds`` rounds of one
+compiled chunk of ``config.iterations`` steps; ``ms_per_iteration`` is the
+median. With PyTorch (``config.torch``: "auto" when importable, "on", "off";
+``torch_reference``) the rounds alternate gitjax and the same IG step in
+torch (``torch_threads`` threads; 0: all cores), after checking that both
+compute the same logits, objective and step; the cell then also has
+``torch_ms_per_iteration`` (median), ``gitjax_over_torch`` (the median of
+the per-round ratios), ``torch_fraction_of_matmul`` (the same XLA FLOP count
+over the same JAX matmul rate) and ``torch_check`` (the discrepancies).
 """
 
 import logging
+import os
 import time
 
 import jax
@@ -27,6 +38,7 @@ from gitjax import victim as victim_lib
 from gitjax.attacks import gradient_matching as gm
 from gitjax.attacks import engine
 from gitjax.attacks import matching
+from gitjax.benchmarks import torch_reference
 
 
 def matmul_flops_per_s(n: int, repeats: int) -> float:
@@ -50,10 +62,19 @@ def _setup(name, width, batch, image_size, restarts, iterations,
     kw["conv"] = conv
   victim = models.make_victim(name, input_shape=(image_size, image_size, 3),
                               num_classes=10, **kw)
+  variables = victim_lib.init_variables(victim, jax.random.key(0))
+  return setup_problem(victim, variables, batch, restarts, iterations,
+                       trial_axis)
+
+
+def setup_problem(victim, variables, batch, restarts, iterations,
+                  trial_axis="auto"):
+  """(problem, settings, data, carry) of the timed IG step on ``victim``:
+  a FedSGD leak of ``batch`` uniform images with known labels, tv 1e-4,
+  IG's other defaults, ``restarts`` N(0, 1) starts."""
   key = jax.random.key(0)
-  variables = victim_lib.init_variables(victim, key)
   xs = jax.random.uniform(jax.random.fold_in(key, 1),
-                          (batch, image_size, image_size, 3))
+                          (batch,) + tuple(victim.input_shape))
   ys = jnp.arange(batch) % 10
   private = data_lib.from_arrays(np.asarray(xs), np.asarray(ys),
                                  num_classes=10)
@@ -68,14 +89,19 @@ def _setup(name, width, batch, image_size, restarts, iterations,
   return problem, settings, data, carry
 
 
+def chunk_kwargs(problem, settings) -> dict:
+  """The static arguments of ``engine.run_chunk`` for the IG step."""
+  return dict(loss_fn=problem, project=matching.BoxProjection(),
+              tx=matching.transformation(settings),
+              options=matching.options(settings), per_trial=False)
+
+
 def time_iterations(name, width, batch, image_size, restarts, iterations,
                     repeats, trial_axis="auto"):
   """(seconds per iteration, FLOPs per iteration, compile seconds)."""
   problem, settings, data, carry = _setup(name, width, batch, image_size,
                                           restarts, iterations, trial_axis)
-  kw = dict(loss_fn=problem, project=matching.BoxProjection(),
-            tx=matching.transformation(settings),
-            options=matching.options(settings), per_trial=False)
+  kw = chunk_kwargs(problem, settings)
   t = time.perf_counter()
   out = engine.run_chunk(carry, data, iterations, **kw)
   jax.block_until_ready(out)
@@ -109,25 +135,110 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
   return float(cost.get("flops", np.nan)) if cost else np.nan
 
 
+def gitjax_probe(problem, data, carry, kw) -> dict:
+  """gitjax's side of ``torch_reference.compare``, on trial 0.
+
+  The parameter count, the logits at the start x0, the objective there, x
+  after one step and the objective at it; the steps reuse the compiled
+  chunk (two chunks of one step), so only the forward pass compiles.
+  """
+  x0 = carry.vars["x"][0]
+  variables = victim_lib.merge(data["params"], data["state"])
+  logits = jax.jit(problem.victim.apply)(variables, x0)
+  c1, loss0 = engine.run_chunk(carry, data, 1, **kw)
+  _, loss1 = engine.run_chunk(c1, data, 1, **kw)
+  return dict(params=sum(int(a.size) for a in jax.tree.leaves(data["params"])),
+              logits=np.asarray(logits), objective=float(loss0[0, 0]),
+              x1=np.asarray(c1.vars["x"][0]),
+              objective_after_step=float(loss1[0, 0]))
+
+
+def time_cell(name, width, batch, config, with_torch):
+  """Seconds per iteration of one cell, per round, gitjax and torch.
+
+  Each of ``config.rounds`` rounds runs one gitjax chunk of
+  ``config.iterations`` steps (always from the same start), then as many
+  torch steps (continuing). Returns (gitjax [rounds], torch [rounds] or [],
+  compile seconds, torch_reference.compare's discrepancies or None).
+  """
+  n = config.iterations
+  problem, settings, data, carry = _setup(name, width, batch,
+                                          config.image_size, 1, n)
+  kw = chunk_kwargs(problem, settings)
+  t = time.perf_counter()
+  jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
+  compile_s = time.perf_counter() - t
+  step = check = None
+  if with_torch:
+    step = torch_reference.make_ig_step(problem, settings, data,
+                                        carry.vars["x"][0],
+                                        torch_reference.device())
+    check = torch_reference.compare(
+        f"{name}_w{width}_b{batch}", gitjax_probe(problem, data, carry, kw),
+        torch_reference.probe(step))
+  ours, theirs = [], []
+  for _ in range(config.rounds):
+    t = time.perf_counter()
+    jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
+    ours.append((time.perf_counter() - t) / n)
+    if step is not None:
+      theirs.append(torch_reference.run_steps(step, n) / n)
+  return ours, theirs, compile_s, check
+
+
+def _row(ours, theirs, flops, ref, compile_s, check) -> dict:
+  s = float(np.median(ours))
+  row = dict(ms_per_iteration=1e3 * s, gflop_per_iteration=flops / 1e9,
+             gflop_per_s=flops / s / 1e9, fraction_of_matmul=flops / s / ref,
+             compile_s=compile_s)
+  if theirs:
+    t = float(np.median(theirs))
+    row.update(torch_ms_per_iteration=1e3 * t,
+               gitjax_over_torch=float(np.median(np.divide(ours, theirs))),
+               torch_fraction_of_matmul=flops / t / ref, torch_check=check)
+  return row
+
+
+def _torch_setup(config, threads: int) -> dict:
+  """torch's threads, version, device and matmul rate (results keys)."""
+  out = torch_reference.setup(threads)
+  rate = torch_reference.matmul_flops_per_s(
+      config.matmul_size, config.repeats, out["torch_device"])
+  out["torch_matmul_gflop_per_s"] = rate / 1e9
+  logging.info("torch %s", out)
+  return out
+
+
 def run(config, workdir):
   del workdir
+  with_torch = torch_reference.resolve(config.torch)  # Before any timing.
+  threads = config.torch_threads or os.cpu_count()
   ref = matmul_flops_per_s(config.matmul_size, config.repeats)
   results = {"matmul_size": config.matmul_size,
              "matmul_gflop_per_s": ref / 1e9,
              "image_size": config.image_size,
-             "iterations_timed": config.iterations,
+             "iterations_timed": config.iterations, "rounds": config.rounds,
              "conv": models.common.resolve_conv("auto"), "models": {}}
   logging.info("float32 matmul %d: %.1f GFLOP/s", config.matmul_size,
                ref / 1e9)
+  if with_torch:
+    results.update(_torch_setup(config, threads))
   for name, width in config.models:
     for b in config.batch_sizes:
-      s, flops, comp = time_iterations(name, width, b, config.image_size, 1,
-                                       config.iterations, config.repeats)
-      row = dict(ms_per_iteration=1e3 * s, gflop_per_iteration=flops / 1e9,
-                 gflop_per_s=flops / s / 1e9,
-                 fraction_of_matmul=flops / s / ref, compile_s=comp)
+      ours, theirs, comp, check = time_cell(name, width, b, config,
+                                            with_torch)
+      flops = step_flops(name, width, b, config.image_size, 1,
+                         config.iterations)
+      row = _row(ours, theirs, flops, ref, comp, check)
       results["models"][f"{name}_w{width}_b{b}"] = row
       logging.info("%s width %s B=%d: %s", name, width, b, row)
+  results["restarts"] = _restarts(config)
+  logging.info("restarts: %s", results["restarts"])
+  return results
+
+
+def _restarts(config) -> dict:
+  """R restarts in one program (vmapped, mapped) against R separate runs."""
   name, width = config.restart_model
   r = config.restarts
   args = (name, width, 1, config.image_size)
@@ -135,7 +246,7 @@ def run(config, workdir):
   per_axis = {axis: time_iterations(*args, r, config.iterations,
                                     config.repeats, trial_axis=axis)[0]
               for axis in ("vmap", "map")}
-  results["restarts"] = dict(
+  return dict(
       model=f"{name}_w{width}_b1", restarts=r,
       vmapped_ms_per_iteration=1e3 * per_axis["vmap"],
       mapped_ms_per_iteration=1e3 * per_axis["map"],
@@ -143,5 +254,3 @@ def run(config, workdir):
       vmap_speedup_over_sequential=r * s_1 / per_axis["vmap"],
       map_speedup_over_sequential=r * s_1 / per_axis["map"],
       default_trial_axis=engine.trial_axis(engine.Options()))
-  logging.info("restarts: %s", results["restarts"])
-  return results
