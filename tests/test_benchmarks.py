@@ -215,6 +215,16 @@ def test_git_benchmark_reads_every_field(name, tmp_path):
   assert not unread, f"{name} never reads config fields {sorted(unread)}"
 
 
+def test_git_benchmark_noise_false_leaves_the_noise_inverter_out():
+  from configs.benchmarks import git_lenet_cifar10
+  assert "git_noise" in git_lenet_cifar10.get_config("smoke=True").inverters
+  config = git_lenet_cifar10.get_config("smoke=True,noise=False,batch=4")
+  assert set(config.inverters) == {"git", "lti", "flat"}
+  config = git_lenet_cifar10.get_config("budget=cpu,noise=False,batch=4")
+  assert set(config.inverters) == {"git", "lti"}
+  assert config.inverters.git.train.leak.batch_size == 4
+
+
 def test_gitjax_never_imports_configs():
   import pathlib
   root = pathlib.Path(experiments.__file__).parent
