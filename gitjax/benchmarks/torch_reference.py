@@ -12,22 +12,15 @@ torch submodule is named after the gitjax layer it mirrors (``conv3``,
 matched. The ConvNet's head kernel rows go from NHWC order to NCHW.
 
 ``make_ig_step(problem, settings, data, x0)``: gitjax's IG iteration
-(``engine._trial_step`` on ``matching.GradientMatching`` with
-``matching.BoxProjection`` and ``optimizers.transformation``) in torch:
-
-1. the objective: ``objectives.cosine``, ONE unweighted cosine over all
-   tensors, ``1 - <a, b> / (|a| |b| + 1e-12)``, between the leaked message
-   and the gradient w.r.t. all parameters of the mean cross-entropy of the
-   known labels (``protocols.fedsgd_message``, taken with
-   ``create_graph``); plus ``tv`` times ``objectives.total_variation``
-   (mean |dx| + mean |dy| per image, summed over the batch);
-2. its gradient w.r.t. x by double backprop;
-3. the best iterate kept (the loss before the step, when finite and lower);
-4. Adam (betas 0.9, 0.999, eps 1e-8) on the sign of that gradient, lr from
-   the "step" schedule (x0.1 once the update count reaches 3/8, 5/8, 7/8 of
-   ``settings.iterations``);
-5. x clipped into the leak's box [lo, hi] (victim space).
-A trial whose loss turns non-finite is not frozen (gitjax's ``alive``).
+(``engine._trial_step`` on ``matching.GradientMatching``, ``BoxProjection``,
+``optimizers.transformation``) in torch: ``objectives.cosine`` (ONE
+unweighted cosine over all tensors, ``1 - <a, b> / (|a| |b| + 1e-12)``)
+between the leak and the parameter gradient of the mean cross-entropy of the
+known labels (``protocols.fedsgd_message``) plus ``tv`` times
+``objectives.total_variation``; its x-gradient by double backprop; the best
+iterate kept; Adam (0.9, 0.999, 1e-8) on the gradient's sign with the "step"
+schedule (x0.1 at 3/8, 5/8, 7/8 of ``settings.iterations``); x clipped into
+the leak's box. A trial whose loss turns non-finite is not frozen.
 
 ``probe`` and ``compare``: the checks that both sides compute the same.
 """
@@ -47,11 +40,8 @@ MODELS = ("convnet", "resnet18")
 MODES = ("auto", "on", "off")
 INSTALL = ('pip install -e ".[compare]" '
            "--extra-index-url https://download.pytorch.org/whl/cpu")
-# |gitjax - torch| <= ATOL + RTOL * scale (float32, different kernels). At
-# ConvNet-64, B = 8, from x0 ~ N(0, 1), the objective in float64 (both sides
-# agree to 2e-8) is 0.635185; torch float32 gives 0.634865 (0.635185 with
-# oneDNN off), gitjax float32 0.635839 (XLA or im2col convolutions alike):
-# 1e-3 relative is float32's own error there.
+# |gitjax - torch| <= ATOL + RTOL * scale: float32's own error reaches 1e-3
+# relative at ConvNet-64, B = 8 (BUILD_NOTES.md, issue 13).
 RTOL, ATOL = 5e-3, 1e-5
 # After one signed step, elements whose gradient is ~0 may step either way.
 STEP_ATOL, STEP_MAX_FLIPPED, STEP_RTOL = 1e-5, 0.01, 1e-2
@@ -60,11 +50,10 @@ STEP_ATOL, STEP_MAX_FLIPPED, STEP_RTOL = 1e-5, 0.01, 1e-2
 class MismatchError(RuntimeError):
   """gitjax and the torch reference do not compute the same thing."""
 
-
 def available() -> bool:
   """Whether torch can be imported."""
   try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top
+    _torch()
   except ImportError:
     return False
   return True
@@ -352,16 +341,10 @@ def check_problem(problem, settings) -> None:
 
 
 def make_ig_step(problem, settings, data, x0, dev: str = "cpu") -> IGStep:
-  """The torch twin of gitjax's IG step on one trial.
-
-  Args:
-    problem: the ``matching.GradientMatching`` (victim, tv).
-    settings: its ``matching.Settings`` (lr, iterations, optimizer).
-    data: ``matching.make_data``'s arrays (params, state, message, [B]
-      integer labels, lo, hi).
-    x0: [B, H, W, C] start (victim space).
-    dev: the torch device.
-  """
+  """The torch twin of gitjax's IG step on one trial: ``problem`` (a
+  ``matching.GradientMatching``), its ``settings``, ``matching.make_data``'s
+  arrays (params, state, message, [B] labels, lo, hi), x0 [B, H, W, C] in
+  victim space, the torch device."""
   check_problem(problem, settings)
   model = build_model(problem.victim, {"params": data["params"],
                                        **data["state"]}, dev)
@@ -391,10 +374,8 @@ def compare(label: str, ours: dict, ref: dict) -> dict:
 
   Tolerances: the logits and the objective at the start agree within
   ``ATOL + RTOL * scale`` (scale: gitjax's largest |logit|, or |objective|),
-  the objective after one step within ``ATOL + STEP_RTOL * |objective|``
-  (a signed step moves every pixel by the full learning rate, so float32
-  rounding in a 3M-term cosine shows up at 1e-3 there: 0.17% measured on
-  ConvNet-64);
+  the objective after one (signed, full-lr) step within
+  ``ATOL + STEP_RTOL * |objective|``;
   x after one step agrees within ``STEP_ATOL`` except on at most a
   ``STEP_MAX_FLIPPED`` fraction of the elements (signed steps on ~0
   gradients may go either way).
