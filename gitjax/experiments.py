@@ -38,7 +38,7 @@ BENCHMARKS = (
     "per_example_grads", "dlg_lenet_cifar10", "ig_convnet_cifar10",
     "ig_speed", "tensor_synthetic", "tensor_mnist", "git_lenet_cifar10",
     "git_robustness", "ggl_celeba_defenses", "gismn_cifar10",
-    "gradinversion_resnet18", "train_speed")
+    "gradinversion_resnet18", "train_speed", "prior_coverage")
 
 
 # Per-case block overrides (sweeps): see ``gitjax.cases``.

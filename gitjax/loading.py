@@ -150,6 +150,19 @@ def generator(directory: str) -> tuple[gen_lib.Generator, Any]:
   return _generator(directory, _checkpoints_mtime(directory))
 
 
+def generator_config(directory: str) -> mlc.ConfigDict:
+  """The training config of a prior: a ``train_prior`` workdir's
+  config.json or a shipped generator's manifest entry."""
+  if pretrained.is_name(directory):
+    return mlc.ConfigDict(_shipped_entry(directory, "generator")["config"])
+  directory = os.path.abspath(os.fspath(directory))
+  if not os.path.exists(os.path.join(directory, CONFIG)):
+    raise RunNotFoundError(
+        f"{os.path.join(directory, CONFIG)} not found: generator_dir must be "
+        "the workdir of a launch.train_prior run")
+  return mlc.ConfigDict(_read_json(directory, CONFIG))
+
+
 @functools.lru_cache(maxsize=4)
 def _generator(directory: str, mtime: float
                ) -> tuple[gen_lib.Generator, Any]:

@@ -10,6 +10,7 @@ train a smoke-sized one first and are the ``commands`` tier.
 import importlib
 
 import ml_collections as mlc
+import numpy as np
 import pytest
 
 from gitjax import experiments
@@ -232,3 +233,24 @@ def test_gitjax_never_imports_configs():
          if "from configs" in p.read_text() or "import configs" in
          p.read_text()]
   assert not bad, f"gitjax/ modules import configs/: {bad}"
+
+
+def test_prior_coverage_reads_every_field_and_scores_held_out_images(
+    tmp_path):
+  from configs import prior_dcgan_celeba
+  from gitjax import train_prior
+  prior = prior_dcgan_celeba.get_config("smoke=True")
+  prior.steps, prior.progress = 2, False
+  prior.coverage.update(every=0, final_images=0)
+  train_prior.train_and_evaluate(prior, str(tmp_path / "prior"))
+  config = _smoke("prior_coverage",
+                  f"smoke=True,generator_dir={tmp_path / 'prior'}")
+  results, unread = run_tracked(config, tmp_path)
+  assert not unread, f"prior_coverage never reads {sorted(unread)}"
+  assert results["count"] == 2 and results["holdout"] == prior.holdout
+  assert np.isfinite(results["psnr_pm1"])
+  assert results["psnr_01"] > results["psnr_pm1"]
+  assert (tmp_path / "coverage_fits.png").exists()
+  config.prior.generator_dir = str(tmp_path / "nothing")
+  with pytest.raises(Exception, match="generator_dir must be the workdir"):
+    run_tracked(config, tmp_path)
