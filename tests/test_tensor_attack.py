@@ -110,6 +110,10 @@ def test_parafac_on_tensorly_jax_backend():
                                        backend="jax")
   assert info["tensorly_backend"] == "jax"
   assert np.abs(f.T @ v).max(axis=0).min() > 1 - 1e-4
+  # TensorLy's JAX backend turns float64 on for the process when it loads;
+  # the rest of the program (the next test in this worker) stays float32.
+  assert not jax.config.jax_enable_x64
+  assert jax.numpy.zeros(1).dtype == np.float32
 
 
 @pytest.mark.parametrize("b,method", list(itertools.product(

@@ -24,6 +24,7 @@ squares on T, sorted by decreasing |weight|.
 
 import logging
 
+import jax
 import numpy as np
 from scipy import optimize
 import tensorly as tl
@@ -170,14 +171,24 @@ def _symmetric_factor(factors, r):
 
 
 def _tensorly_parafac(t, rank, backend, n_iter_max, tol, seed):
-  """One TensorLy CP-ALS run (SVD init when seed % 5 == 0, else random)."""
-  with tl.backend_context(backend):
-    dtype = np.float64 if backend == "numpy" else np.float32
-    cp = tl_decomposition.parafac(
-        tl.tensor(t.astype(dtype)), rank, n_iter_max=n_iter_max,
-        init="svd" if seed % 5 == 0 else "random", tol=tol,
-        random_state=seed, normalize_factors=True)
-    return [np.asarray(tl.to_numpy(f), np.float64) for f in cp.factors]
+  """One TensorLy CP-ALS run (SVD init when seed % 5 == 0, else random).
+
+  TensorLy's JAX backend turns ``jax_enable_x64`` on for the whole process
+  when it is first loaded; the flag is put back afterwards, so that the
+  rest of a program does not silently switch to float64.
+  """
+  x64 = jax.config.jax_enable_x64
+  try:
+    with tl.backend_context(backend):
+      dtype = np.float64 if backend == "numpy" else np.float32
+      cp = tl_decomposition.parafac(
+          tl.tensor(t.astype(dtype)), rank, n_iter_max=n_iter_max,
+          init="svd" if seed % 5 == 0 else "random", tol=tol,
+          random_state=seed, normalize_factors=True)
+      return [np.asarray(tl.to_numpy(f), np.float64) for f in cp.factors]
+  finally:
+    if jax.config.jax_enable_x64 != x64:
+      jax.config.update("jax_enable_x64", x64)
 
 
 def parafac(t, rank, *, n_iter_max=500, tol=1e-9, restarts=5, seed=0,
