@@ -233,7 +233,9 @@ def run(config, workdir):
   git_noise = trained.get("git_noise")
   sigma = noise_sigma(git_noise) if git_noise is not None else 0.0
   b = git.setup.leak.batch_size
-  test = test_images(git, config.bench.num_test * b)
+  # num_test images (the training runs' evaluation sample), num_test // B
+  # leaks: at B = 4, 1,000 test images hold 250 leaks, not 256.
+  test = test_images(git, config.bench.num_test)
   results = {"num_test": int(len(test.labels)), "batch_size": b,
              "sigma": sigma,
              "inverters": {k: _train_record(v) for k, v in trained.items()}}
