@@ -23,12 +23,15 @@ import functools
 import time
 from typing import NamedTuple
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gitjax import generators as gen_lib
 from gitjax import metrics
+from gitjax import report
 from gitjax.attacks import engine
 from gitjax.attacks import optimizers
 
@@ -174,3 +177,12 @@ def evaluate(gen: gen_lib.Generator, gen_vars, targets, key,
         gen_lib.to_unit(fits), gen_lib.to_unit(jnp.asarray(targets)),
         net=lpips_net)))
   return scores, fits
+
+
+def save_fits(workdir: str, targets, fits, per_row: int = 16) -> str:
+  """``coverage_fits.png``: rows of targets over their fits ([-1, 1])."""
+  rows = [np.asarray(targets), np.asarray(fits)]
+  grid = [r[i:i + per_row] for i in range(0, len(rows[0]), per_row)
+          for r in rows]
+  return report.save_grid(os.path.join(workdir, "coverage_fits.png"), grid,
+                          value_range=(-1.0, 1.0), cell_px=48)

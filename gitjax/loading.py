@@ -167,13 +167,7 @@ def generator_config(directory: str) -> mlc.ConfigDict:
 def _generator(directory: str, mtime: float
                ) -> tuple[gen_lib.Generator, Any]:
   del mtime  # Part of the cache key: a newer checkpoint reloads.
-  path = os.path.join(directory, CONFIG)
-  if not os.path.exists(path):
-    raise RunNotFoundError(
-        f"{path} not found: generator_dir must be the workdir of a "
-        "launch.train_prior run")
-  models = prior_setup.make_models(
-      mlc.ConfigDict(_read_json(directory, CONFIG)))
+  models = prior_setup.make_models(generator_config(directory))
   _, state = _restore(
       directory, None,
       lambda: prior_setup.create_train_state(models, jax.random.key(0)))

@@ -224,11 +224,7 @@ def final_coverage(models, state, holdout, config, key, workdir) -> dict:
                                        holdout[:n], key, s, lpips_net=lp,
                                        progress=config.get("progress", True))
   scores["step"] = int(state["step"])
-  rows = [np.asarray(holdout[:n]), np.asarray(fits)]
-  per = 16
-  grid = [r[i:i + per] for i in range(0, n, per) for r in rows]
-  report.save_grid(os.path.join(workdir, "coverage_fits.png"), grid,
-                   value_range=(-1.0, 1.0), cell_px=48)
+  coverage_lib.save_fits(workdir, holdout[:n], fits)
   return scores
 
 
@@ -271,6 +267,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
   z_cover = jax.random.normal(jax.random.fold_in(k_fixed, 1),
                               (config.coverage_samples,
                                models.gen.latent_dim))
+  cover_every = config.coverage.every if coverage_settings(config) else 0
   t0 = time.time()
   metrics, history = {}, run.read_jsonl(METRICS_LOG) if start else []
   end = config.steps if stop_at is None else min(stop_at, config.steps)
@@ -286,8 +283,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
           jax.random.fold_in(k_steps, step), config.gp_weight, config.drift)
       bar.record(**metrics)
       done = step + 1
-      cover = bool(coverage_settings(config) and config.coverage.every and (
-          done % config.coverage.every == 0 or done == config.steps))
+      cover = bool(cover_every) and (done % cover_every == 0
+                                     or done == config.steps)
       if done % config.log_every == 0 or done == config.steps or cover:
         m = {k: float(v) for k, v in metrics.items()}
         m["coverage_mse"] = float(coverage_mse(models.gen, state["gen"],

@@ -11,15 +11,12 @@ generator; Adam from ``coverage.restarts`` starts) and reports the PSNR on
 picture of the targets over their fits (``coverage_fits.png``).
 """
 
-import os
-
 import jax
 import ml_collections as mlc
 import numpy as np
 
 from gitjax import coverage
 from gitjax import loading
-from gitjax import report
 from gitjax import train_prior
 
 
@@ -45,11 +42,7 @@ def run(config, workdir):
   scores, fits = coverage.evaluate(
       gen, gen_vars, targets, jax.random.key(config.seed), settings,
       lpips_net=config.eval.lpips_net or None, progress=config.progress)
-  rows = [np.asarray(targets), np.asarray(fits)]
-  per = 16
-  report.save_grid(os.path.join(workdir, "coverage_fits.png"),
-                   [r[i:i + per] for i in range(0, len(targets), per)
-                    for r in rows], value_range=(-1.0, 1.0), cell_px=48)
+  coverage.save_fits(workdir, targets, fits)
   return dict(generator=gen.name, generator_dir=str(gen_dir),
               generator_config=gen.config,
               data=dict(prior_config.data.to_dict(),
