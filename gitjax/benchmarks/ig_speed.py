@@ -129,7 +129,12 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
   step = jax.jit(engine.make_step(problem, matching.BoxProjection(),
                                   matching.transformation(settings),
                                   matching.options(settings)))
-  cost = step.lower(carry, data).compile().cost_analysis()
+  return cost_flops(step.lower(carry, data).compile())
+
+
+def cost_flops(compiled) -> float:
+  """XLA's FLOP count of a compiled program (NaN when it has none)."""
+  cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX returned one per device.
     cost = cost[0]
   return float(cost.get("flops", np.nan)) if cost else np.nan

@@ -44,13 +44,9 @@ from gitjax import inverter as inverter_lib
 from gitjax import inverter_setup
 from gitjax import layer_trace
 from gitjax.benchmarks import torch_train_reference as ttr
+from gitjax.benchmarks.torch_reference import _torch  # One lazy import.
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
-
-
-def _torch():
-  import torch  # pylint: disable=g-import-not-at-top
-  return torch
 
 
 def supported(setup) -> str | None:

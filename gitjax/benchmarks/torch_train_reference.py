@@ -38,11 +38,7 @@ import jax
 import numpy as np
 
 from gitjax.benchmarks.torch_reference import MismatchError
-
-
-def _torch():
-  import torch  # pylint: disable=g-import-not-at-top
-  return torch
+from gitjax.benchmarks.torch_reference import _torch  # One lazy import.
 
 
 def chw_order(h: int, w: int, c: int) -> np.ndarray:

@@ -68,14 +68,6 @@ KINDS = ("git", "wgan_gp")
 RTOL, ATOL = 1e-3, 1e-6
 
 
-def cost_flops(compiled) -> float:
-  """XLA's FLOP count of a compiled program (NaN when it has none)."""
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # Older JAX returned one per device.
-    cost = cost[0]
-  return float(cost.get("flops", np.nan)) if cost else np.nan
-
-
 def _sync(dev: str) -> None:
   if dev == "cuda":
     import torch  # pylint: disable=g-import-not-at-top
@@ -170,7 +162,7 @@ def git_cell(config, with_torch: bool, dev: str) -> Cell:
     if flop_setup is not None:
       compiled = train_inverter.make_train_step(flop_setup, n, mesh).lower(
           state["s"], *data).compile()
-    cell.flops = cost_flops(compiled)
+    cell.flops = ig_speed.cost_flops(compiled)
     if torch_step is not None:
       cell.check = _git_check(setup, step_fn, fresh(state["s"]), data,
                               torch_step, n)
@@ -205,7 +197,7 @@ def wgan_cell(config, with_torch: bool, dev: str) -> Cell:
   compiled = train_prior.train_step.lower(mdl, init, reals, key,
                                           *args).compile()
   cell = Cell("real images (batch x n_critic)", b * n_critic,
-              cost_flops(compiled))
+              ig_speed.cost_flops(compiled))
   cell.compile_s = time.perf_counter() - t
   if with_torch:  # Before gitjax's step, which donates its state.
     torch_step = ttr.make_wgan_step(mdl, init, p, dev)
