@@ -32,6 +32,9 @@ def get_config(arg=None):
   config.n_critic = 5
   config.gp_weight = 10.0
   config.drift = 1e-3
+  # Exponential moving average of the generator's weights (0: none); the
+  # average is the prior that samples, coverage and the attacks use.
+  config.ema = 0.999
   config.steps = 20000
   config.holdout = 500
   config.coverage_samples = 1024
@@ -54,12 +57,12 @@ def get_config(arg=None):
     config.n_critic = 2
     config.optimizer.lr_generator = 2e-4
     config.optimizer.lr_critic = 2e-4
-    config.steps = 6000
-    config.max_minutes = 25.0
+    config.steps = 14000
+    config.max_minutes = 150.0
     config.log_every = 100
     config.sample_every = 500
     config.checkpoint_every = 250
-    config.coverage.every = 500
+    config.coverage.every = 1000
   if arg.smoke:
     config.data = dict(name="embedded", data_dir=None, split="test",
                        image_size=8, channels=3, limit=None, options={})

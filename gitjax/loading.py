@@ -171,7 +171,7 @@ def _generator(directory: str, mtime: float
   _, state = _restore(
       directory, None,
       lambda: prior_setup.create_train_state(models, jax.random.key(0)))
-  return models.gen, state["gen"]
+  return models.gen, prior_setup.prior_variables(state)
 
 
 def _shipped_entry(name: str, kind: str) -> dict:

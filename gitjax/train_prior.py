@@ -118,13 +118,17 @@ def train_step(models: prior_setup.Models, state: dict, reals: jax.Array, key,
   updates, gopt = models.gen_tx.update(grads, state["gen_opt"],
                                        state["gen"]["params"])
   gparams = optax.apply_updates(state["gen"]["params"], updates)
+  gen_vars = {**state["gen"], **upd, "params": gparams}
   new_state = {
-      "gen": {**state["gen"], **upd, "params": gparams},
+      "gen": gen_vars,
       "critic": {**state["critic"], "params": cparams},
       "gen_opt": gopt,
       "critic_opt": copt,
       "step": state["step"] + 1,
   }
+  if models.ema:
+    new_state["gen_ema"] = prior_setup.ema_update(
+        models, state["gen_ema"], gen_vars, state["step"])
   metrics = {"critic_loss": c_loss, "wasserstein": w, "gp": gp,
              "gen_loss": g_loss}
   return new_state, metrics
@@ -209,7 +213,9 @@ def coverage_settings(config, final: bool = False):
 
 def _coverage_log(models, state, holdout, config, key) -> dict:
   s, n = coverage_settings(config)
-  scores, _ = coverage_lib.evaluate(models.gen, state["gen"], holdout[:n],
+  scores, _ = coverage_lib.evaluate(models.gen,
+                                    prior_setup.prior_variables(state),
+                                    holdout[:n],
                                     key, s)
   return {"coverage_psnr_pm1": scores["psnr_pm1"],
           "coverage_psnr_01": scores["psnr_01"],
@@ -220,7 +226,8 @@ def final_coverage(models, state, holdout, config, key, workdir) -> dict:
   """The end-of-training coverage score: ``coverage.json`` and a picture."""
   s, n = coverage_settings(config, final=True)
   lp = config.coverage.get("lpips_net") or None
-  scores, fits = coverage_lib.evaluate(models.gen, state["gen"],
+  scores, fits = coverage_lib.evaluate(models.gen,
+                                       prior_setup.prior_variables(state),
                                        holdout[:n], key, s, lpips_net=lp,
                                        progress=config.get("progress", True))
   scores["step"] = int(state["step"])
@@ -287,8 +294,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
                                      or done == config.steps)
       if done % config.log_every == 0 or done == config.steps or cover:
         m = {k: float(v) for k, v in metrics.items()}
-        m["coverage_mse"] = float(coverage_mse(models.gen, state["gen"],
-                                               z_cover, holdout))
+        m["coverage_mse"] = float(coverage_mse(
+            models.gen, prior_setup.prior_variables(state), z_cover, holdout))
         if cover:
           m.update(_coverage_log(models, state, holdout, config,
                                  jax.random.fold_in(k_fixed, 2)))
@@ -299,7 +306,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
           raise FloatingPointError(f"training diverged at step {done}: {m}")
       if config.sample_every and done % config.sample_every == 0:
         _save_samples(workdir, f"samples_{done:06d}.png",
-                      generate(models.gen, state["gen"], z_fixed))
+                      generate(models.gen, prior_setup.prior_variables(state),
+                               z_fixed))
       ckpt.save(done, state)
       if config.max_minutes and time.time() - t0 > 60 * config.max_minutes:
         logging.info("Stopping at step %d: max_minutes=%s reached", done,
@@ -309,7 +317,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
     ckpt.save(int(state["step"]), state, force=True)
   ckpt.close()
   _save_samples(workdir, "samples_final.png",
-                generate(models.gen, state["gen"], z_fixed))
+                generate(models.gen, prior_setup.prior_variables(state),
+                         z_fixed))
   if history:
     report.plot_curves(
         os.path.join(workdir, "losses.png"), [h["step"] for h in history],
@@ -326,8 +335,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str,
           "training minutes (this run's)", "best latent fit, dB")
   final = {
       "step": int(state["step"]),
-      "coverage_mse": float(coverage_mse(models.gen, state["gen"], z_cover,
-                                         holdout)),
+      "coverage_mse": float(coverage_mse(
+          models.gen, prior_setup.prior_variables(state), z_cover, holdout)),
       "seconds": time.time() - t0,
       **({k: float(v) for k, v in metrics.items()}),
   }

@@ -160,6 +160,39 @@ def test_resume_is_identical(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
+def test_moving_average_is_the_prior(tmp_path):
+  ds = _pattern_dataset()
+  config = _tiny_config("dcgan", steps=3)
+  assert config.ema == 0.999  # Both prior configs keep one.
+  models = prior_setup.make_models(config)
+  state = prior_setup.create_train_state(models, jax.random.key(0))
+  ema = jax.tree.map(np.asarray, state["gen_ema"])
+  reals = jnp.asarray(ds.images[:8].reshape(2, 4, 8, 8, 3) * 2 - 1)
+  for step in range(3):
+    before = jax.tree.map(np.asarray, state["gen_ema"])
+    state, _ = train_prior.train_step(models, state, reals,
+                                      jax.random.key(step))
+    d = min(0.999, (1 + step) / (10 + step))  # The warm-up ramp.
+    jax.tree.map(lambda e, b, v: np.testing.assert_allclose(
+        e, d * b + (1 - d) * np.asarray(v), rtol=1e-5, atol=1e-7),
+        state["gen_ema"], before, state["gen"])
+  assert prior_setup.prior_variables(state) is state["gen_ema"]
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(np.max(np.abs(a - b))), state["gen_ema"], ema))
+  assert max(moved) > 0
+  # Training, loading and export use the average; without one, the weights.
+  train_prior.train_and_evaluate(config, str(tmp_path / "ema"), ds)
+  _, loaded = loading.generator(str(tmp_path / "ema"))
+  assert jax.tree.structure(loaded) == jax.tree.structure(state["gen"])
+  config.ema = 0.0
+  plain = prior_setup.make_models(config)
+  assert "gen_ema" not in prior_setup.create_train_state(plain,
+                                                         jax.random.key(0))
+  config.ema = 1.0
+  with pytest.raises(ValueError, match=r"config.ema must be in \[0, 1\)"):
+    prior_setup.make_models(config)
+
+
 def test_batch_indices_pure_function_of_step():
   a = train_prior.batch_indices(10, 4, 0, 3, 2)
   assert a.shape == (2, 4)
