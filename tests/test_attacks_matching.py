@@ -153,6 +153,22 @@ def test_layer_weights_by_name(key):
     matching.layer_weight_list(s.layer_weights, msg)
 
 
+def test_leak_norm_computed_once_gives_the_same_objective(key):
+  v, leak, truth = _leak(key, b=2)
+  s = matching.make_settings(tv=1e-4, layer_weights=(2.0,) * 4 + (0.5,) * 4
+                             + (1.0,) * (len(jax.tree.leaves(leak.message))
+                                         - 8))
+  problem = matching.make_problem(leak, v, s)
+  data = matching.make_data(leak, truth.labels)
+  assert len(data["message_squares"]) == len(jax.tree.leaves(leak.message))
+  x = {"x": jax.random.uniform(key, truth.images.shape)}
+  fresh = {k: w for k, w in data.items() if k != "message_squares"}
+  a, ga = jax.value_and_grad(lambda x: problem(x, data))(x)
+  b, gb = jax.value_and_grad(lambda x: problem(x, fresh))(x)
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  np.testing.assert_allclose(ga["x"], gb["x"], rtol=1e-5, atol=1e-8)
+
+
 def test_trial_axis_and_loop_kinds_agree(key, restarts=3):
   # vmap vs lax.map over trials, fori_loop on the device vs a host loop: the
   # same iterates (CPU defaults to map + host; accelerators to vmap + device).

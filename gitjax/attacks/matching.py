@@ -195,8 +195,12 @@ class GradientMatching(NamedTuple):
     else:
       trial = self.message(x, y, data)
       weights = layer_weight_list(self.layer_weights, data["message"])
-      loss = objectives.distance(self.distance)(trial, data["message"],
-                                                weights)
+      if self.distance == "cosine":
+        loss = objectives.cosine(trial, data["message"], weights,
+                                 data.get("message_squares"))
+      else:
+        loss = objectives.distance(self.distance)(trial, data["message"],
+                                                  weights)
       if self.distance_scale != 1.0:
         loss = self.distance_scale * loss
     loss = loss + self.regularizer(x, data)
@@ -234,7 +238,10 @@ def make_data(leak, labels=None, aux=None, client_arrays=None) -> dict:
   lo, hi = leak_lib.box(leak)
   if client_arrays is None:
     client_arrays = client_model.from_leak(leak, None)[1]
-  return dict(message=leak.message, params=leak.params, state=leak.state,
+  # |message|^2 per tensor, once per attack, not once per step (cosine).
+  return dict(message=leak.message,
+              message_squares=objectives.squares(leak.message),
+              params=leak.params, state=leak.state,
               labels=None if labels is None else jnp.asarray(labels),
               client=client_arrays, lo=lo, hi=hi, aux=aux)
 

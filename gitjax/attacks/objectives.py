@@ -29,12 +29,22 @@ def l1(a, b, weights=None):
   return sum(w * jnp.sum(jnp.abs(x - y)) for x, y, w in zip(la, lb, ws))
 
 
-def cosine(a, b, weights=None):
-  """1 - <a, b> / (|a| |b|), one cosine over all tensors at once (IG)."""
+def squares(tree) -> list:
+  """Per-tensor sums of squares, in leaf order (``cosine``'s ``b_squares``)."""
+  return [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
+
+
+def cosine(a, b, weights=None, b_squares=None):
+  """1 - <a, b> / (|a| |b|), one cosine over all tensors at once (IG).
+
+  ``b_squares`` (``squares(b)``, optional) saves recomputing |b| when ``b``
+  is a fixed leak that many steps compare against."""
   la, lb, ws = _pairs(a, b, weights)
   dot = sum(w * jnp.sum(x * y) for x, y, w in zip(la, lb, ws))
   na = sum(w * jnp.sum(jnp.square(x)) for x, w in zip(la, ws))
-  nb = sum(w * jnp.sum(jnp.square(y)) for y, w in zip(lb, ws))
+  if b_squares is None:
+    b_squares = squares(lb)
+  nb = sum(w * q for q, w in zip(b_squares, ws))
   return 1.0 - dot / (jnp.sqrt(na) * jnp.sqrt(nb) + 1e-12)
 
 
