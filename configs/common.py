@@ -5,6 +5,17 @@ import ml_collections as mlc
 from gitjax.errors import InputError
 
 
+# Generative priors shipped in the package (gitjax/weights/manifest.json);
+# attack configs use them unless ``generator_dir`` names a workdir.
+SHIPPED_PRIORS = dict(celeba="dcgan_celeba32", cifar10="style_cifar10_32")
+
+
+def smoke_image_size(generator_dir: str) -> int:
+  """Smoke runs attack embedded photos at the prior's size: 32 for a shipped
+  prior, 8 for the smoke prior a docstring's train_prior command makes."""
+  return 32 if generator_dir in SHIPPED_PRIORS.values() else 8
+
+
 def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   """Parses big_vision-style config args: ``configs/x.py:batch=4,smoke=True``.
 

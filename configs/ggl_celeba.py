@@ -1,10 +1,15 @@
 r"""GGL (CMA-ES through a trained DCGAN) on one CelebA 32x32 image, ResNet-18.
 
-python -m launch.train_prior --config=configs/prior_dcgan_celeba.py:cpu=True \
-    --workdir=/tmp/gitjax/prior_dcgan_celeba
 python -m launch.attack \
     --config=configs/ggl_celeba.py:cpu=True,defense=prune \
     --workdir=/tmp/gitjax/ggl_celeba
+  With the DCGAN prior shipped in the package (``dcgan_celeba32``, hash
+  checked on load). With a prior of one's own:
+python -m launch.train_prior --config=configs/prior_dcgan_celeba.py:cpu=True \
+    --workdir=/tmp/gitjax/prior_dcgan_celeba
+python -m launch.attack \
+    --config=configs/ggl_celeba.py:cpu=True,generator_dir=/tmp/gitjax/prior_dcgan_celeba \
+    --workdir=/tmp/gitjax/ggl_celeba_own
 
 GGL's CelebA task: a random-init 2-class ResNet-18, B = 1, inputs
 normalized with mean = std = 0.5, the label inferred from the gradient and
@@ -31,7 +36,7 @@ BUDGETS = dict(cmaes=800, bo=1000, adam=2500)
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False, defense="none",
                          optimizer="cmaes", data_dir="../shared/data/celeba",
-                         generator_dir="/tmp/gitjax/prior_dcgan_celeba")
+                         generator_dir=common.SHIPPED_PRIORS["celeba"])
   if arg.defense not in DEFENSES:
     raise ValueError(f"unknown defense {arg.defense!r}; known: "
                      f"{sorted(DEFENSES)}")
@@ -61,8 +66,9 @@ def get_config(arg=None):
     config.attack.bo_candidates = 500
     config.attack.log_every = 10
   if arg.smoke:
-    # Embedded 8x8 photos: the smoke priors' size; no data download.
-    config.data.update(name="embedded", data_dir=None, image_size=8)
+    # Embedded photos at the prior's size; no data download.
+    config.data.update(name="embedded", data_dir=None,
+                       image_size=common.smoke_image_size(arg.generator_dir))
     config.data.options = {}
     config.victim.width = 2
     config.attack.budget = 2

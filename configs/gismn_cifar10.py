@@ -1,9 +1,14 @@
 r"""GI-SMN (style-latent refinement) on a CIFAR-10 batch, random ResNet-18.
 
-python -m launch.train_prior --config=configs/prior_style_cifar10.py:cpu=True \
-    --workdir=/tmp/gitjax/prior_style_cifar10
 python -m launch.attack --config=configs/gismn_cifar10.py:cpu=True,batch=4 \
     --workdir=/tmp/gitjax/gismn_cifar10
+  With the style prior shipped in the package (``style_cifar10_32``, hash
+  checked on load). With a prior of one's own:
+python -m launch.train_prior --config=configs/prior_style_cifar10.py:cpu=True \
+    --workdir=/tmp/gitjax/prior_style_cifar10
+python -m launch.attack \
+    --config=configs/gismn_cifar10.py:cpu=True,generator_dir=/tmp/gitjax/prior_style_cifar10 \
+    --workdir=/tmp/gitjax/gismn_cifar10_own
 
 W+ styles and noise inputs of the trained style generator, Adam lr 0.1,
 L1 gradient matching, TV / L2 / group-consistency terms after 4/9 of the
@@ -23,7 +28,7 @@ DEFENSES = dict(none=[], prune=[dict(name="prune", rate=0.9)],
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False, batch=1,
                          defense="none", data_dir="../shared/data/cifar10",
-                         generator_dir="/tmp/gitjax/prior_style_cifar10")
+                         generator_dir=common.SHIPPED_PRIORS["cifar10"])
   if arg.defense not in DEFENSES:
     raise ValueError(f"unknown defense {arg.defense!r}; known: "
                      f"{sorted(DEFENSES)}")
@@ -43,8 +48,9 @@ def get_config(arg=None):
     config.victim.width = 8
     config.attack.steps = 300
   if arg.smoke:
-    # Embedded 8x8 photos: the smoke priors' size; no data download.
-    config.data.update(name="embedded", data_dir=None, image_size=8)
+    # Embedded photos at the prior's size; no data download.
+    config.data.update(name="embedded", data_dir=None,
+                       image_size=common.smoke_image_size(arg.generator_dir))
     config.victim.width = 2
     config.attack.steps = 3
     config.eval.lpips_net = None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -221,3 +222,23 @@ def test_shipped_manifest_verifies_and_lists_every_file():
     assert json.load(f) == manifest
   stray = set(os.listdir(pretrained.WEIGHTS_DIR)) - listed - {"manifest.json"}
   assert not stray, f"files in gitjax/weights not in the manifest: {stray}"
+
+
+@pytest.mark.parametrize("data", ["celeba", "cifar10"])
+def test_shipped_priors_load_by_name_and_carry_their_coverage(data):
+  name = common.SHIPPED_PRIORS[data]
+  e = pretrained.entry(name)
+  assert e["kind"] == "generator" and e["data"]
+  # The manifest carries the prior's measured coverage (issue 14's figure).
+  cov = e["metrics"]["coverage"]
+  assert cov["count"] == 64 and cov["psnr_01"] > cov["psnr_pm1"]
+  gen, variables = loading.generator(name)
+  assert gen.image_shape == (32, 32, 3)
+  x, _ = gen.apply(variables, jax.random.normal(jax.random.key(0),
+                                                (2, gen.latent_dim)))
+  assert x.shape == (2, 32, 32, 3)
+  assert bool(jnp.all(jnp.abs(x) <= 1.0)) and float(jnp.std(x)) > 0.05
+  # Total shipped weights stay small (issue 14: at most 20 MB in all).
+  total = sum(os.path.getsize(os.path.join(pretrained.WEIGHTS_DIR, f))
+              for f in os.listdir(pretrained.WEIGHTS_DIR))
+  assert total < 20e6

@@ -1,12 +1,11 @@
 r"""GGL under noise, clipping, sparsification and Soteria on CelebA 32x32.
 
-python -m launch.train_prior --config=configs/prior_dcgan_celeba.py:cpu=True \
-    --workdir=/tmp/gitjax/prior_dcgan_celeba
 python -m launch.benchmark \
     --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True \
     --workdir=/tmp/gitjax/bench_ggl
 
-Prior: ``configs/prior_dcgan_celeba.py`` trained on images 1-9000. Attacked:
+Prior: the shipped ``dcgan_celeba32`` (``configs/prior_dcgan_celeba.py:cpu=True``
+trained on images 1-9000; ``generator_dir=`` takes a workdir of one's own). Attacked:
 images 9001-9000+N (N = 16; 4 on the shared 2-core CPU), B = 1, random-init ResNet-18 with the
 fixed parity labelling (2 classes), inputs normalized with mean = std = 0.5.
 Defenses (GGL Table 3): noise sigma = 0.1, clipping S = 4, 90% pruning,
@@ -31,7 +30,7 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/celeba",
-                         generator_dir="/tmp/gitjax/prior_dcgan_celeba")
+                         generator_dir=common.SHIPPED_PRIORS["celeba"])
   config = common.base_config()
   config.benchmark = "ggl_celeba_defenses"
   config.seed = 999  # Leak i: key(1000 + i); attacks: key(2000 + i).
@@ -62,8 +61,9 @@ def get_config(arg=None):
     config.attack.log_every = 10
     config.baselines.ig.iterations = 300
   if arg.smoke:
-    # Embedded 8x8 photos: the smoke priors' size; no data download.
-    config.data.update(name="embedded", data_dir=None, image_size=8)
+    # Embedded photos at the prior's size; no data download.
+    config.data.update(name="embedded", data_dir=None,
+                       image_size=common.smoke_image_size(arg.generator_dir))
     config.data.options = {}
     config.bench.num_images = 1
     config.bench.timing_repeats = 1

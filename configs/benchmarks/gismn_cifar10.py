@@ -1,12 +1,11 @@
 r"""GI-SMN vs Inverting Gradients on CIFAR-10, random-init ResNet-18.
 
-python -m launch.train_prior --config=configs/prior_style_cifar10.py:cpu=True \
-    --workdir=/tmp/gitjax/prior_style_cifar10
 python -m launch.benchmark \
     --config=configs/benchmarks/gismn_cifar10.py:cpu=True \
     --workdir=/tmp/gitjax/bench_gismn
 
-Prior: ``configs/prior_style_cifar10.py`` (trained on the CIFAR-10 train
+Prior: the shipped ``style_cifar10_32`` (``generator_dir=`` takes a workdir
+of one's own), ``configs/prior_style_cifar10.py:cpu=True`` (trained on the CIFAR-10 train
 split); attacked: distinct-label test images. Cases: B = 1, 4, 8 without a
 defense; B = 1 under 90% pruning and under Gaussian noise (sigma 0.01).
 GI-SMN: W+ and noise, Adam lr 0.1, L1, regularizers after 4/9 of the
@@ -31,7 +30,7 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/cifar10",
-                         generator_dir="/tmp/gitjax/prior_style_cifar10")
+                         generator_dir=common.SHIPPED_PRIORS["cifar10"])
   config = common.base_config()
   config.benchmark = "gismn_cifar10"
   config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
@@ -62,8 +61,9 @@ def get_config(arg=None):
     config.baselines.ig.iterations = 300
     config.bench.num_batches = 2
   if arg.smoke:
-    # Embedded 8x8 photos: the smoke priors' size; no data download.
-    config.data.update(name="embedded", data_dir=None, image_size=8)
+    # Embedded photos at the prior's size; no data download.
+    config.data.update(name="embedded", data_dir=None,
+                       image_size=common.smoke_image_size(arg.generator_dir))
     config.victim.width = 2
     config.attack.steps = 3
     config.baselines.ig.iterations = 3
