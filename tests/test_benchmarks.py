@@ -197,8 +197,7 @@ def priors(tmp_path_factory):
                                         ("gismn_cifar10", "style")])
 def test_comparison_benchmark_reads_every_field(name, prior, priors,
                                                 tmp_path):
-  config = _smoke(name)
-  config.attack.generator_dir = priors[prior]
+  config = _smoke(name, f"smoke=True,generator_dir={priors[prior]}")
   results, unread = run_tracked(config, tmp_path)
   assert results
   assert not unread, f"{name} never reads config fields {sorted(unread)}"
