@@ -57,12 +57,36 @@ def clip_per_layer(message, key=None, *, max_norm: float):
   return jax.tree.map(lambda m: clip_tensor(m, max_norm), message)
 
 
+def kth_smallest(a: jax.Array, k: int) -> jax.Array:
+  """The k-th smallest (1-based) entry of a non-negative array, exactly.
+
+  Equals ``jnp.sort(a.ravel())[k - 1]``. For float32 it bisects on the bit
+  patterns (monotone for non-negative floats): 31 counting passes instead of
+  a sort, which on XLA:CPU is two orders of magnitude slower for the
+  millions of entries of a ResNet tensor (and worse vmapped over a CMA-ES
+  population).
+  """
+  if a.dtype != jnp.float32:
+    return jnp.sort(a.ravel())[k - 1]
+  bits = jax.lax.bitcast_convert_type(a, jnp.int32)
+
+  def halve(_, bounds):  # Invariant: the answer's bits lie in [lo, hi].
+    lo, hi = bounds
+    mid = lo + (hi - lo) // 2
+    enough = jnp.sum(bits <= mid, dtype=jnp.int32) >= k
+    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+  bounds = (jnp.int32(0), jnp.int32(0x7F800000))  # [0, +inf].
+  lo, _ = jax.lax.fori_loop(0, 31, halve, bounds)
+  return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
 def prune_tensor(m: jax.Array, rate: float) -> jax.Array:
   """Zeroes the ``rate`` fraction of entries of ``m`` smallest in |m|."""
   k = int(round(rate * m.size))  # Entries to drop.
   if k == 0:
     return m
-  thresh = jnp.sort(jnp.abs(m).ravel())[k - 1]
+  thresh = kth_smallest(jnp.abs(m), k)
   return jnp.where(jnp.abs(m) > thresh, m, 0.0)
 
 

@@ -44,6 +44,23 @@ def test_prune_sparsity(message):
     defenses.prune(message, rate=1.0)
 
 
+def test_kth_smallest_equals_the_sorted_entry(key):
+  """Bisection on float32 bits gives the sort's k-th entry, ties and zeros
+  included, also vmapped (as GGL's attacker-side pruning is)."""
+  a = jnp.abs(jax.random.normal(key, (3, 257)))
+  a = a.at[:, :40].set(0.0).at[:, 40:60].set(0.5)  # Zeros and ties.
+  for k in (1, 40, 41, 55, 60, 61, 200, 257):
+    want = jnp.sort(a, axis=1)[:, k - 1]
+    got = jax.jit(jax.vmap(lambda r, k=k: defenses.kth_smallest(r, k)))(a)
+    np.testing.assert_array_equal(got, want)
+  big = jnp.asarray([3e38, jnp.inf, 1e-45], jnp.float32)  # Extremes.
+  np.testing.assert_array_equal(
+      [defenses.kth_smallest(big, k) for k in (1, 2, 3)], big[jnp.array([2, 0, 1])])
+  f64 = np.abs(np.random.default_rng(0).normal(size=9))
+  assert float(defenses.kth_smallest(jnp.asarray(f64, jnp.float16), 3)) == \
+      float(jnp.sort(jnp.asarray(f64, jnp.float16))[2])
+
+
 def test_sign_values(message):
   out = defenses.sign(message)
   for leaf in jax.tree.leaves(out):

@@ -3,6 +3,7 @@ tested in test_client_model.py)."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from gitjax import generators as gen_lib
@@ -40,10 +41,31 @@ def test_cmaes_evaluates_population_in_one_call():
     return batched(zs, key)
 
   res = ggl.cmaes(counting, jnp.zeros(6), jax.random.key(0), generations=15,
-                  population=12, sigma=0.5)
+                  population=12, sigma=0.5, recommend="best")
   assert calls == [(12, 6)] * 15  # One call per generation, whole population.
   assert res.loss < float(jnp.sum(jnp.square(target))) / 5
   assert res.evaluations == 180
+  # The distribution's mean (GGL's recommendation) is also near the target.
+  mean = ggl.cmaes(batched, jnp.zeros(6), jax.random.key(0), generations=15,
+                   population=12, sigma=0.5)
+  assert jnp.isnan(mean.loss)
+  assert float(batched(mean.z[None], None)[0]) < float(
+      jnp.sum(jnp.square(target))) / 5
+  assert not jnp.array_equal(mean.z, res.z)
+
+
+def test_population_map_equals_vmap():
+  """lax.map (the CPU path) scores a population as vmap does, under a
+  pruning model (the attacker's per-candidate k-th-smallest threshold)."""
+  gen, gv, vic, _, _, lk = _setup([dict(name="prune", rate=0.5)])
+  prob = ggl.make_problem(lk, vic, gen, gv, {})
+  zs = jax.random.normal(jax.random.key(5), (6, prob.dim))
+  key = jax.random.key(6)
+  by_vmap = jax.jit(ggl.population_loss(prob.loss, "vmap"))(zs, key)
+  by_map = jax.jit(ggl.population_loss(prob.loss, "map"))(zs, key)
+  one = jnp.stack([prob.loss(z, key) for z in zs])
+  np.testing.assert_allclose(by_map, one, rtol=1e-5)
+  np.testing.assert_allclose(by_vmap, one, rtol=1e-5)
 
 
 def test_turbo_beats_random_search():
@@ -77,6 +99,15 @@ def test_config_errors():
     ggl.reconstruct(lk, vic, gen, gv, dict(budgett=3), jax.random.key(0))
   with pytest.raises(ValueError, match="unknown ggl optimizer 'sgd'"):
     ggl.reconstruct(lk, vic, gen, gv, dict(optimizer="sgd"),
+                    jax.random.key(0))
+  with pytest.raises(ValueError, match="unknown ggl population_map 'pmap'"):
+    ggl.reconstruct(lk, vic, gen, gv, dict(population_map="pmap"),
+                    jax.random.key(0))
+  with pytest.raises(ValueError, match="unknown ggl noise_mode 'fresh'"):
+    ggl.reconstruct(lk, vic, gen, gv, dict(noise_mode="fresh"),
+                    jax.random.key(0))
+  with pytest.raises(ValueError, match="unknown ggl recommend 'median'"):
+    ggl.reconstruct(lk, vic, gen, gv, dict(recommend="median"),
                     jax.random.key(0))
   with pytest.raises(ValueError, match="generator_dir is not set"):
     ggl.attack(lk, vic, dict(budget=1), jax.random.key(0))

@@ -7,7 +7,8 @@ mean = std = 0.5, as GGL), run ``config.attack`` (GGL: CMA-ES through the
 trained DCGAN) and each ``config.baselines`` block (IG) on the same leak,
 and score with ``experiments.evaluate`` on [0, 1] (PSNR, SSIM, LPIPS) and on
 GGL's [-1, 1] scale (``psnr_ggl``). Also times one CMA-ES generation: the
-population in one vmapped call against one call per candidate.
+population in one vmapped call, in one lax.map call, and one call per
+candidate (under the first defense).
 """
 
 import logging
@@ -26,12 +27,15 @@ from gitjax.benchmarks import compare
 
 
 def time_generation(prob, population, repeats=3) -> dict:
-  """Seconds for one generation: one vmapped call vs one call per candidate."""
+  """Seconds for one generation: one vmapped call, one lax.map call, and one
+  call per candidate."""
   zs = jax.random.normal(jax.random.key(0), (population, prob.dim))
   key = jax.random.key(1)
-  batched = jax.jit(jax.vmap(prob.loss, in_axes=(0, None)))
+  batched = jax.jit(ggl.population_loss(prob.loss, "vmap"))
+  mapped = jax.jit(ggl.population_loss(prob.loss, "map"))
   single = jax.jit(prob.loss)
   jax.block_until_ready(batched(zs, key))
+  jax.block_until_ready(mapped(zs, key))
   jax.block_until_ready(single(zs[0], key))
 
   def best(fn):
@@ -43,9 +47,10 @@ def time_generation(prob, population, repeats=3) -> dict:
     return min(out)
 
   t_vmap = best(lambda: jax.block_until_ready(batched(zs, key)))
+  t_map = best(lambda: jax.block_until_ready(mapped(zs, key)))
   t_loop = best(lambda: [jax.block_until_ready(single(z, key)) for z in zs])
-  return {"population": population, "vmapped_s": t_vmap, "loop_s": t_loop,
-          "speedup": t_loop / t_vmap}
+  return {"population": population, "vmapped_s": t_vmap, "mapped_s": t_map,
+          "loop_s": t_loop, "speedup": t_loop / t_vmap}
 
 
 def run(config, workdir):
