@@ -4,16 +4,33 @@ python -m launch.benchmark \
     --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True \
     --workdir=/tmp/gitjax/bench_ggl
 
+The measured run (below), with the best candidate as GGL's answer:
+
+python -m launch.benchmark \
+    --config=configs/benchmarks/ggl_celeba_defenses.py:cpu=True \
+    --config.attack.recommend=best --workdir=/tmp/gitjax/bench_ggl_best
+
 Prior: the shipped ``dcgan_celeba32`` (``configs/prior_dcgan_celeba.py:cpu=True``
 trained on images 1-9000; ``generator_dir=`` takes a workdir of one's own). Attacked:
-images 9001-9000+N (N = 16; 4 on the shared 2-core CPU), B = 1, random-init ResNet-18 with the
+images 9001-9000+N, B = 1, random-init ResNet-18 (PyTorch's init) with the
 fixed parity labelling (2 classes), inputs normalized with mean = std = 0.5.
 Defenses (GGL Table 3): noise sigma = 0.1, clipping S = 4, 90% pruning,
-Soteria 80%. GGL: CMA-ES, 50 candidates x 800 generations (GPU) / x 40 on
-CPU (ResNet-18 width 8 there). IG on the same leaks: the engine's
-``inverting_gradients`` (8000 iterations as in GGL's baselines on GPU, 300
-on CPU). Target: GGL above 11.08 / 11.19 / 11.15 / 10.14 dB (psnr_ggl, the
-[-1, 1] scale) and above IG. Results: BUILD_NOTES.md.
+Soteria 80%. GGL: CMA-ES, 50 candidates, the answer the search
+distribution's mean (``recommend``, as GGL's nevergrad code). IG on the
+same leaks: the engine's ``inverting_gradients``. Target: GGL above 11.08 /
+11.19 / 11.15 / 10.14 dB (psnr_ggl, the [-1, 1] scale).
+
+Budgets. GPU: 16 images, ResNet-18 width 64, 800 generations, IG 8000
+iterations. CPU (``:cpu=True``, 1 h 54 min on one core): 8 images, width 16
+(one generation of 50 without a defense / under pruning, lax.mapped:
+width 64 3.1 / 8.4 s on both cores, width 32 1.16 / 3.47 s and width 16
+0.42 / 0.94 s on one core), 200
+generations (1/4 of GGL's), candidates lax.mapped, IG 500 iterations.
+Measured 2026-12-03 on one core (the other ran GI-SMN) with the best
+candidate as the answer (the second command; the code's only answer
+then): psnr_ggl GGL / IG: noise 0.13 / -0.19, clipping 7.92 / 9.13, pruning
+4.81 / 5.35, Soteria 7.71 / 9.14, 6,835 s; all four targets missed
+(BUILD_NOTES.md).
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is GGL,
 ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net; ``bench``:
@@ -37,11 +54,12 @@ def get_config(arg=None):
   config.data.update(name="celeba", data_dir=arg.data_dir, image_size=32,
                      mean=(0.5,), std=(0.5,), index=tuple(range(16)),
                      options=dict(start=9000, stop=10000))
-  config.victim = dict(name="resnet18", width=64)
+  config.victim = dict(name="resnet18", width=64, init="torch")
   del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="ggl", generator_dir=arg.generator_dir,
                        optimizer="cmaes", budget=800, population=50,
-                       sigma=1.0, distance="l2", kl_weight=0.0,
+                       sigma=1.0, recommend="mean",
+                       population_map="vmap", distance="l2", kl_weight=0.0,
                        noise_mode="none", log_every=100)
   config.baselines = dict(ig=dict(name="ig", iterations=8000, restarts=1,
                                   progress=False))
@@ -55,11 +73,12 @@ def get_config(arg=None):
           soteria=dict(leak=dict(defense=[dict(name="soteria",
                                                rate=0.8)]))))
   if arg.cpu:
-    config.bench.num_images = 4
-    config.victim.width = 8
-    config.attack.budget = 40
-    config.attack.log_every = 10
-    config.baselines.ig.iterations = 300
+    config.bench.num_images = 8
+    config.victim.width = 16
+    config.attack.budget = 200
+    config.attack.population_map = "map"  # Faster on XLA:CPU.
+    config.attack.log_every = 50
+    config.baselines.ig.iterations = 500
   if arg.smoke:
     # Embedded photos at the prior's size; no data download.
     config.data.update(name="embedded", data_dir=None,
