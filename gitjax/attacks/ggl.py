@@ -47,16 +47,17 @@ DEFAULTS = dict(
     optimizer="cmaes",  # "cmaes" | "bo" | "adam"
     budget=800,
     population=50,  # CMA-ES candidates per generation.
-  # How a generation's candidates are evaluated in its one jitted call:
-  # "vmap" (batched convolutions; the accelerator path) or "map" (lax.map,
-  # one candidate after another; faster on XLA:CPU, 1.2x without a defense
-  # and 1.6-2.6x under pruning at ResNet-18 width 16-64).
-  population_map="vmap",
+    # How a generation's candidates are evaluated in its one jitted call:
+    # "vmap" (batched convolutions; the accelerator path) or "map" (lax.map,
+    # one candidate after another; on one XLA:CPU core at ResNet-18 width
+    # 16-32, 1.2-1.6x faster without a defense and 1.6-1.7x under pruning;
+    # BUILD_NOTES.md).
+    population_map="vmap",
     sigma=1.0,  # CMA-ES initial step size.
-  # CMA-ES's answer: "mean" (the search distribution's mean, as GGL's
-  # nevergrad code recommends) or "best" (the best candidate evaluated,
-  # which under a noisy leak fits the noise with a far-off latent).
-  recommend="mean",
+    # CMA-ES's answer: "mean" (the search distribution's mean, as GGL's
+    # nevergrad code recommends) or "best" (the best candidate evaluated,
+    # which under a noisy leak fits the noise with a far-off latent).
+    recommend="mean",
     init=None,  # "zeros" or "randn"; None: zeros (cmaes), randn (adam).
     distance="l2",
     kl_weight=0.0,  # GGL's CMA/BO code runs without the KL; Adam uses 0.1.
