@@ -150,8 +150,7 @@ def soteria_mask(victim, variables, xs, rate: float) -> jax.Array:
   k = int(round(rate * score.shape[0]))
   if k == 0:
     return jnp.ones(score.shape, bool)
-  thresh = jnp.sort(score)[k - 1]
-  return score > thresh
+  return score > kth_smallest(score, k)
 
 
 def keep_head_rows(message, keep):

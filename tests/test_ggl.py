@@ -95,20 +95,16 @@ def test_attack_improves_objective(optimizer, budget):
 
 def test_config_errors():
   gen, gv, vic, _, _, lk = _setup()
-  with pytest.raises(ValueError, match="unknown ggl settings .'budgett'"):
-    ggl.reconstruct(lk, vic, gen, gv, dict(budgett=3), jax.random.key(0))
-  with pytest.raises(ValueError, match="unknown ggl optimizer 'sgd'"):
-    ggl.reconstruct(lk, vic, gen, gv, dict(optimizer="sgd"),
-                    jax.random.key(0))
-  with pytest.raises(ValueError, match="unknown ggl population_map 'pmap'"):
-    ggl.reconstruct(lk, vic, gen, gv, dict(population_map="pmap"),
-                    jax.random.key(0))
-  with pytest.raises(ValueError, match="unknown ggl noise_mode 'fresh'"):
-    ggl.reconstruct(lk, vic, gen, gv, dict(noise_mode="fresh"),
-                    jax.random.key(0))
-  with pytest.raises(ValueError, match="unknown ggl recommend 'median'"):
-    ggl.reconstruct(lk, vic, gen, gv, dict(recommend="median"),
-                    jax.random.key(0))
+  bad_settings = [
+      (dict(budgett=3), "unknown ggl settings .'budgett'"),
+      (dict(optimizer="sgd"), "unknown ggl optimizer 'sgd'"),
+      (dict(population_map="pmap"), "unknown ggl population_map 'pmap'"),
+      (dict(noise_mode="fresh"), "unknown ggl noise_mode 'fresh'"),
+      (dict(recommend="median"), "unknown ggl recommend 'median'"),
+  ]
+  for settings, match in bad_settings:
+    with pytest.raises(ValueError, match=match):
+      ggl.reconstruct(lk, vic, gen, gv, settings, jax.random.key(0))
   with pytest.raises(ValueError, match="generator_dir is not set"):
     ggl.attack(lk, vic, dict(budget=1), jax.random.key(0))
   small = gen_lib.make_generator("dcgan", latent_dim=4, width=8,
