@@ -16,6 +16,19 @@ def smoke_image_size(generator_dir: str) -> int:
   return 32 if generator_dir in SHIPPED_PRIORS.values() else 8
 
 
+def select_cases(cases: mlc.ConfigDict, names: str) -> mlc.ConfigDict:
+  """The cases named in ``names`` ("clip-prune"), in that order; all of
+  them when ``names`` is empty (config arg ``cases``)."""
+  if not names:
+    return cases
+  wanted = names.split("-")
+  unknown = [n for n in wanted if n not in cases]
+  if unknown:
+    raise InputError(f"config arg 'cases': unknown {', '.join(unknown)}; "
+                     f"known: {', '.join(cases)}")
+  return mlc.ConfigDict({n: cases[n].to_dict() for n in wanted})
+
+
 def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   """Parses big_vision-style config args: ``configs/x.py:batch=4,smoke=True``.
 

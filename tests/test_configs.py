@@ -35,3 +35,14 @@ def test_config_builds(path):
   if "parse_arg" in src:
     with pytest.raises(ValueError, match="unknown config arg"):
       mod.get_config("no_such_arg=1")
+
+
+def test_cases_arg_selects_a_sweep_subset_or_names_the_unknown_one():
+  from configs.benchmarks import ggl_celeba_defenses
+  full = ggl_celeba_defenses.get_config("cpu=True")
+  some = ggl_celeba_defenses.get_config("cpu=True,cases=prune-clip")
+  assert sorted(some.bench.cases) == ["clip", "prune"]
+  assert some.bench.cases.prune == full.bench.cases.prune
+  with pytest.raises(ValueError, match="config arg 'cases': unknown dp; "
+                     "known: clip, noise, prune, soteria"):
+    ggl_celeba_defenses.get_config("cases=clip-dp")

@@ -79,6 +79,26 @@ def test_turbo_beats_random_search():
   assert res.history == sorted(res.history, reverse=True)
 
 
+def test_latent_maps_keep_the_generator_input_on_its_shell():
+  z = jax.random.normal(jax.random.key(0), (3, 16)) * jnp.array(
+      [[0.01], [1.0], [50.0]])
+  sphere = ggl.latent_input(z, "sphere")
+  np.testing.assert_allclose(jnp.linalg.norm(sphere, axis=-1), 4.0,
+                             rtol=1e-5)
+  np.testing.assert_allclose(sphere / jnp.linalg.norm(sphere, axis=-1,
+                                                      keepdims=True),
+                             z / jnp.linalg.norm(z, axis=-1, keepdims=True),
+                             rtol=1e-5, atol=1e-6)  # Same directions.
+  np.testing.assert_array_equal(ggl.latent_input(z, "tanh"), jnp.tanh(z))
+  assert ggl.latent_input(z, "free") is z
+  # A sphere search renders what the mapped latent renders.
+  gen, gv, vic, _, _, lk = _setup()
+  prob = ggl.make_problem(lk, vic, gen, gv, dict(latent="sphere"))
+  z0 = 7.0 * jax.random.normal(jax.random.key(1), (prob.dim,))
+  want = ggl.latent_input(z0.reshape(1, -1), "sphere").reshape(-1)
+  np.testing.assert_allclose(prob.render(z0), prob.render(want), atol=1e-5)
+
+
 @pytest.mark.parametrize("optimizer,budget", [("cmaes", 12), ("bo", 40),
                                               ("adam", 40)])
 def test_attack_improves_objective(optimizer, budget):
@@ -101,6 +121,7 @@ def test_config_errors():
       (dict(population_map="pmap"), "unknown ggl population_map 'pmap'"),
       (dict(noise_mode="fresh"), "unknown ggl noise_mode 'fresh'"),
       (dict(recommend="median"), "unknown ggl recommend 'median'"),
+      (dict(latent="ball"), "unknown ggl latent 'ball'"),
   ]
   for settings, match in bad_settings:
     with pytest.raises(ValueError, match=match):

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -100,6 +101,20 @@ def test_git_attack_runs_with_a_name(trained, weights, key):
                                   key) for d in ("tiny", trained)]
   assert recs[0].info["inverter_dir"] == "pretrained:tiny"
   np.testing.assert_array_equal(recs[0].images, recs[1].images)
+
+
+def test_benchmarks_take_a_name_without_training(trained, weights,
+                                                 tmp_path):
+  """A benchmark's inverter ``dir`` may be a shipped name: loaded, never
+  trained into (the ``train`` block is there and would be used for a
+  workdir without checkpoints)."""
+  from gitjax.benchmarks import git_lenet_cifar10 as bench
+  _export(trained)
+  config = ml_collections.ConfigDict(dict(inverters=dict(
+      git=dict(dir="tiny", train=_config().to_dict()))))
+  got = bench.trained_inverter(config, "git", str(tmp_path))
+  assert got.workdir == "pretrained:tiny" and got.step == 2
+  assert os.listdir(tmp_path) == ["weights"]  # Nothing trained here.
 
 
 def test_tampered_or_missing_file_is_a_hash_error(trained, weights):

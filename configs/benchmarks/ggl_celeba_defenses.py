@@ -32,6 +32,12 @@ then): psnr_ggl GGL / IG: noise 0.13 / -0.19, clipping 7.92 / 9.13, pruning
 4.81 / 5.35, Soteria 7.71 / 9.14, 6,835 s; all four targets missed
 (BUILD_NOTES.md).
 
+``cases=clip-prune`` runs only the named defenses. GGL with GGL's Adam
+(``--config.attack.optimizer=adam --config.attack.budget=2500
+--config.attack.kl_weight=0.1``, 2026-12-04, one core): clipping 10.33 /
+IG 9.13 (CMA-ES 7.92), noise 2.05 / -0.19; the pruning case then died of
+memory in compilation beside another job (BUILD_NOTES.md).
+
 Blocks as in an attack config (``configs/common.py``): ``attack`` is GGL,
 ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net; ``bench``:
 ``num_images`` (the first of ``data.index``), ``cases`` (the defense
@@ -47,7 +53,8 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/celeba",
-                         generator_dir=common.SHIPPED_PRIORS["celeba"])
+                         generator_dir=common.SHIPPED_PRIORS["celeba"],
+                         cases="")
   config = common.base_config()
   config.benchmark = "ggl_celeba_defenses"
   config.seed = 999  # Leak i: key(1000 + i); attacks: key(2000 + i).
@@ -72,6 +79,7 @@ def get_config(arg=None):
           prune=dict(leak=dict(defense=[dict(name="prune", rate=0.9)])),
           soteria=dict(leak=dict(defense=[dict(name="soteria",
                                                rate=0.8)]))))
+  config.bench.cases = common.select_cases(config.bench.cases, arg.cases)
   if arg.cpu:
     config.bench.num_images = 8
     config.victim.width = 16

@@ -2,9 +2,10 @@
 
 Searches the latent space of a generator trained on public data:
 
-  z* = argmin_z  D(observed, T(grad(G(z)))) + kl_weight * KL(z),
+  z* = argmin_z  D(observed, T(grad(G(m(z))))) + kl_weight * KL(m(z)),
 
-with the label inferred from the gradient (``labels.infer``) and T the
+where m is the identity, tanh or the projection to the N(0, I) shell
+(``latent``), with the label inferred from the gradient (``labels.infer``) and T the
 client's defense *estimated from the observed gradient* (GGL's adaptive
 attack; ``client_model`` with ``GGL_STYLE``): clipping -> the observed
 global norm; pruning -> the fraction of zeros of each observed tensor,
@@ -59,6 +60,11 @@ DEFAULTS = dict(
     # which under a noisy leak fits the noise with a far-off latent).
     recommend="mean",
     init=None,  # "zeros" or "randn"; None: zeros (cmaes), randn (adam).
+    # The generator's input from the searched vector z: "free" (z itself),
+    # "tanh" (tanh(z), GGL's ImageNet code) or "sphere" (z rescaled to norm
+    # sqrt(latent_dim), the shell where N(0, I) latents live; keeps a
+    # search that follows noise from drifting to saturated images).
+    latent="free",
     distance="l2",
     kl_weight=0.0,  # GGL's CMA/BO code runs without the KL; Adam uses 0.1.
     lr=0.1,  # Adam.
@@ -90,6 +96,19 @@ def kl_divergence(z: jax.Array) -> jax.Array:
   return jnp.sum(-0.5 * (1.0 + jnp.log(var) - mu**2 - var))
 
 
+LATENTS = ("free", "tanh", "sphere")
+
+
+def latent_input(z: jax.Array, how: str) -> jax.Array:
+  """The generator's input [B, d] from the searched z [B, d] (``latent``)."""
+  if how == "tanh":
+    return jnp.tanh(z)
+  if how == "sphere":
+    norm = jnp.sqrt(jnp.sum(jnp.square(z), axis=-1, keepdims=True) + 1e-12)
+    return z * (jnp.sqrt(float(z.shape[-1])) / norm)
+  return z
+
+
 class Problem(NamedTuple):
   """The latent-search objective of one leak, as pure functions."""
   loss: Callable[[jax.Array, jax.Array], jax.Array]  # (z_flat, key) -> []
@@ -119,6 +138,7 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   _check("noise_mode", cfg["noise_mode"], ("none", "add"))
   _check("population_map", cfg["population_map"], ("vmap", "map"))
   _check("recommend", cfg["recommend"], ("best", "mean"))
+  _check("latent", cfg["latent"], LATENTS)
   ys, _ = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
   client, arrays = client_model.from_leak(leak, victim,
@@ -131,7 +151,7 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   latent = generator.latent_dim
 
   def render(z_flat):
-    z = z_flat.reshape(n, latent)
+    z = latent_input(z_flat.reshape(n, latent), cfg["latent"])
     x = generator.apply(gen_vars, z, train=False)[0]
     return gen_lib.to_victim_space(x, leak.mean, leak.std)
 
@@ -140,7 +160,8 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
     d = dist(g, observed)
     if cfg["distance"] == "l2":
       d = d / n_tensors  # GGL averages the squared distance over tensors.
-    kl = kl_divergence(z_flat.reshape(n, latent))
+    kl = kl_divergence(latent_input(z_flat.reshape(n, latent),
+                                    cfg["latent"]))
     return d + cfg["kl_weight"] * kl
 
   return Problem(loss, render, n * latent, ys, client)

@@ -37,6 +37,7 @@ from gitjax import experiments
 from gitjax import inverter_eval
 from gitjax import loading
 from gitjax import metrics
+from gitjax import pretrained
 from gitjax import report
 from gitjax import train_inverter
 from gitjax.benchmarks import compare
@@ -47,11 +48,13 @@ INVERTER_ATTACKS = ("git", "git_ig")  # Take the GIT inverter's workdir.
 def trained_inverter(config, name: str, workdir: str):
   """Loads ``config.inverters.<name>.dir``, training it first if needed.
 
-  Returns None when the inverter has neither checkpoints nor a ``train``
-  config.
+  ``dir`` may name shipped weights (``gitjax/weights``). Returns None when
+  the inverter has neither checkpoints nor a ``train`` config.
   """
   spec = config.inverters[name]
   directory = spec.dir or os.path.join(workdir, name)
+  if pretrained.is_name(directory):
+    return loading.inverter(directory)
   if not os.path.isdir(os.path.join(directory, loading.CHECKPOINTS)):
     if spec.get("train") is None:
       return None
