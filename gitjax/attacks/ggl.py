@@ -5,10 +5,10 @@ Searches the latent space of a generator trained on public data:
   z* = argmin_z  D(observed, T(grad(G(m(z))))) + kl_weight * KL(m(z)),
 
 where m is the identity, tanh or the projection to the N(0, I) shell
-(``latent``), with the label inferred from the gradient (``labels.infer``) and T the
-client's defense *estimated from the observed gradient* (GGL's adaptive
-attack; ``client_model`` with ``GGL_STYLE``): clipping -> the observed
-global norm; pruning -> the fraction of zeros of each observed tensor,
+(``latent``), with the label inferred from the gradient (``labels.infer``)
+and T the client's defense *estimated from the observed gradient* (GGL's
+adaptive attack; ``client_model`` with ``GGL_STYLE``): clipping -> the
+observed global norm; pruning -> the fraction of zeros of each observed tensor,
 applied to the trial gradient at that rate; Soteria -> the zero rows of the
 observed head-kernel gradient, applied as a mask; additive noise -> nothing,
 or fresh noise of the known scale (``noise_mode="add"``); sign and
@@ -150,19 +150,23 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   observed = leak.message
   latent = generator.latent_dim
 
-  def render(z_flat):
-    z = latent_input(z_flat.reshape(n, latent), cfg["latent"])
+  def generate(z):  # The generator's input [n, latent] -> victim images.
     x = generator.apply(gen_vars, z, train=False)[0]
     return gen_lib.to_victim_space(x, leak.mean, leak.std)
 
+  def inputs(z_flat):
+    return latent_input(z_flat.reshape(n, latent), cfg["latent"])
+
+  def render(z_flat):
+    return generate(inputs(z_flat))
+
   def loss(z_flat, key):
-    g = client.message(params, state, render(z_flat), ys, arrays, key)
+    z = inputs(z_flat)
+    g = client.message(params, state, generate(z), ys, arrays, key)
     d = dist(g, observed)
     if cfg["distance"] == "l2":
       d = d / n_tensors  # GGL averages the squared distance over tensors.
-    kl = kl_divergence(latent_input(z_flat.reshape(n, latent),
-                                    cfg["latent"]))
-    return d + cfg["kl_weight"] * kl
+    return d + cfg["kl_weight"] * kl_divergence(z)
 
   return Problem(loss, render, n * latent, ys, client)
 
