@@ -27,9 +27,12 @@ Arguments: ``data_dir`` (CIFAR-10 zips; empty: embedded photos), ``budget``
 budget's step count), ``limit`` (training images; 50000: all of CIFAR-10's;
 the smoke budget ignores ``steps`` and ``limit``),
 ``batch`` (B, images per leaked message), ``victim`` (another registered
-model), ``victim_params`` (fixed | fresh | perturbed: the victim's parameters
-at each training step, for a server whose model moves) and
-``perturb_scale`` (relative Gaussian perturbation of "perturbed").
+model), ``victim_params`` (fixed | fresh | perturbed | trajectory: the
+victim's parameters at each training step, for a server whose model moves),
+``perturb_scale`` (relative Gaussian perturbation of "perturbed") and
+``trajectory_steps`` (with "trajectory", each step's victim is one of 16
+snapshots of the victim trained up to this many SGD steps, lr 0.01, batches
+of 64, on the training images: ``gitjax.inverter_setup.TRAJECTORY``).
 """
 
 import ml_collections as mlc
@@ -44,7 +47,8 @@ def base_config(arg=None, inverter=None):
   arg = common.parse_arg(arg, data_dir="", budget="default", sigma=0.0,
                          classes="", steps=0, limit=0, batch=1,
                          victim="lenet", victim_params="fixed",
-                         perturb_scale=0.0, smoke=False)
+                         perturb_scale=0.0, trajectory_steps=1000,
+                         smoke=False)
   if arg.smoke:
     arg.budget = "smoke"
   if arg.budget not in BUDGETS:
@@ -69,8 +73,11 @@ def base_config(arg=None, inverter=None):
       batch_size=arg.batch,
       defense=[dict(name="gaussian", sigma=arg.sigma)] if arg.sigma else [],
       labels_shared=False,
-      victim_params=arg.victim_params,  # fixed | fresh | perturbed.
+      victim_params=arg.victim_params,  # See the docstring.
       perturb_scale=arg.perturb_scale)
+  if arg.victim_params == "trajectory":
+    config.leak.trajectory = dict(
+        steps=2 if arg.budget == "smoke" else arg.trajectory_steps)
   config.inverter = inverter or dict(
       name="git", width=32, heads=4, depth=2, channels=8, cond_dim=64)
   config.train = dict(batch_size=32, num_steps=2_000, lr=1e-3,
@@ -105,6 +112,12 @@ def base_config(arg=None, inverter=None):
     config.log_every = 200
     if config.inverter.name == "git":
       config.inverter.update(width=64)
+  if (arg.victim == "resnet20" and arg.budget in ("default", "cpu")
+      and config.inverter.name == "git"):
+    # ResNet-20's 19 conv layers at GIT's LeNet size: 7 s per step of 32 on
+    # one core. Two error maps per layer and width 16 cut it to ~3 s
+    # (measured 2026-12-04, BUILD_NOTES.md).
+    config.inverter.update(width=16, depth=1, heads=2)
   if arg.budget != "smoke":  # Smoke stays a few seconds whatever is asked.
     if arg.steps:
       config.train.num_steps = arg.steps

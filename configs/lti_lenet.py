@@ -25,6 +25,8 @@ def get_config(arg=None):
       arg, inverter=dict(name="lti", hidden=3000, sketch_rate=None,
                          sketch_seed=0))
   config.train.lr = 1e-4
+  if config.victim.name == "resnet20":  # LTI's own rate for ResNet-20.
+    config.inverter.sketch_rate = 0.5
   if config.train.num_steps <= 4:  # The smoke budget.
     config.inverter.hidden = 8
   if config.train.batch_size == 32 and config.eval_data.limit == 1_000:

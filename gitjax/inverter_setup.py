@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gitjax import client_model
@@ -23,7 +24,10 @@ from gitjax import parallel
 from gitjax import victim as victim_lib
 
 RUN_INFO = "run_info.json"  # Image shape and classes, for loading.
-VICTIM_PARAMS = ("fixed", "fresh", "perturbed")
+VICTIM_PARAMS = ("fixed", "fresh", "perturbed", "trajectory")
+# "trajectory": victims drawn from snapshots of the victim trained by SGD on
+# the public (training) images, at log-spaced step counts up to ``steps``.
+TRAJECTORY = dict(steps=1000, snapshots=16, lr=0.01, batch=64, seed=1)
 # Defenses that need the client's inputs or change the protocol cannot be
 # simulated per message here.
 _UNSUPPORTED_DEFENSES = ("soteria",)  # Needs each client's inputs.
@@ -41,11 +45,12 @@ class LeakSettings(NamedTuple):
   batch_size: int  # B, images per message.
   defense: tuple  # Defense dicts as (name, ((key, value), ...)) tuples.
   labels_shared: bool
-  victim_params: str  # "fixed", "fresh" or "perturbed".
+  victim_params: str  # One of VICTIM_PARAMS.
   perturb_scale: float
   mean: tuple
   std: tuple
   chunk_size: int | None
+  trajectory: tuple = ()  # TRAJECTORY's items, with "trajectory" only.
 
 
 class Setup(NamedTuple):
@@ -82,6 +87,7 @@ def leak_settings(config) -> LeakSettings:
   if vp not in VICTIM_PARAMS:
     raise ValueError(f"unknown leak.victim_params {vp!r}; known: "
                      f"{VICTIM_PARAMS}")
+  traj = _trajectory_settings(lk) if vp == "trajectory" else ()
   b = int(lk.get("batch_size", 1))
   if b < 1:
     raise ValueError(f"leak.batch_size must be >= 1; got {b}")
@@ -91,7 +97,45 @@ def leak_settings(config) -> LeakSettings:
       labels_shared=bool(lk.get("labels_shared", False)),
       victim_params=vp, perturb_scale=float(lk.get("perturb_scale", 0.0)),
       mean=tuple(d.get("mean", (0.0,))), std=tuple(d.get("std", (1.0,))),
-      chunk_size=config.train.get("chunk_size"))
+      chunk_size=config.train.get("chunk_size"), trajectory=traj)
+
+
+def _trajectory_settings(lk: dict) -> tuple:
+  got = dict(lk.get("trajectory") or {})
+  unknown = sorted(set(got) - set(TRAJECTORY))
+  if unknown:
+    raise ValueError(f"unknown leak.trajectory settings {unknown}; known: "
+                     f"{sorted(TRAJECTORY)}")
+  t = {**TRAJECTORY, **got}
+  if int(t["steps"]) < 1 or int(t["snapshots"]) < 2 or int(t["batch"]) < 1:
+    raise ValueError(f"leak.trajectory needs steps >= 1, snapshots >= 2 and "
+                     f"batch >= 1; got {t}")
+  return tuple(sorted(t.items()))
+
+
+def trajectory_steps(leak: LeakSettings) -> list[int]:
+  """The step counts of the trajectory's snapshots: 0, then log-spaced."""
+  t = dict(leak.trajectory)
+  pts = np.geomspace(1, int(t["steps"]), int(t["snapshots"]) - 1)
+  return sorted({0, *(int(round(p)) for p in pts)})
+
+
+def victim_pool(setup: Setup, images, labels):
+  """The victim variables a training step draws from.
+
+  ``setup.variables`` itself, except with "trajectory": the snapshots of
+  ``trajectory_steps`` stacked on a leading axis, from SGD on ``images``
+  ([0, 1]) and ``labels``.
+  """
+  if setup.leak.victim_params != "trajectory":
+    return setup.variables
+  t = dict(setup.leak.trajectory)
+  snaps = victim_lib.sgd_trajectory(
+      setup.victim, setup.variables, standardize(jnp.asarray(images),
+                                                 setup.leak),
+      jnp.asarray(labels), trajectory_steps(setup.leak), lr=float(t["lr"]),
+      batch=int(t["batch"]), seed=int(t["seed"]))
+  return jax.tree.map(lambda *a: jnp.stack(a), *snaps)
 
 
 def make_train_optimizer(train) -> optax.GradientTransformation:

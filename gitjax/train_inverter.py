@@ -89,8 +89,16 @@ def load_dataset(cfg: dict) -> data_lib.Dataset:
 
 
 def _victim_variables(setup: inverter_setup.Setup, variables, key):
-  """The victim's variables for one step: fixed, fresh or perturbed."""
+  """The victim's variables for one step (``leak.victim_params``).
+
+  ``variables`` is ``inverter_setup.victim_pool``'s: with "trajectory" the
+  stacked snapshots, of which the step draws one.
+  """
   mode = setup.leak.victim_params
+  if mode == "trajectory":
+    n = jax.tree.leaves(variables)[0].shape[0]
+    i = jax.random.randint(key, (), 0, n)
+    return jax.tree.map(lambda a: a[i], variables)
   if mode == "fresh":
     return victim_lib.init_variables(setup.victim, key)
   if mode == "perturbed":
@@ -107,8 +115,8 @@ def make_train_step(setup: inverter_setup.Setup, global_batch: int,
 
   ``global_batch`` is N, messages per step (N * B images); ``images`` [M, H,
   W, C] in [0, 1] and ``labels`` [M] are the whole training set on device;
-  ``variables`` are the victim's (``setup.variables``), an argument rather
-  than constants baked into the compiled program.
+  ``variables`` are the victim's (``inverter_setup.victim_pool``), an
+  argument rather than constants baked into the compiled program.
   """
   leak = setup.leak
   inv = setup.inverter
@@ -229,9 +237,9 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
         run.trim_jsonl(METRICS_LOG, start)
       if start:
         logging.info("Resumed from step %d of %s", start, ckpt_dir)
+      pool = inverter_setup.victim_pool(setup, train.images, train.labels)
       data = parallel.put_replicated(
-          mesh, (train.images, train.labels.astype(np.int32),
-                 setup.variables))
+          mesh, (train.images, train.labels.astype(np.int32), pool))
       step_fn = make_train_step(setup, n, mesh)
       eval_chunks = inverter_eval.make_eval_fn(setup)
       ev_msgs, ev_labels = inverter_eval.eval_messages(

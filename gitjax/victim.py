@@ -212,3 +212,42 @@ def calibrate_batch_stats(victim: Victim, variables: Variables,
       lambda p, _: new[tuple(str(getattr(k, "key", k)) for k in p)],
       variables["batch_stats"])
   return {**variables, "batch_stats": batch_stats}
+
+
+def sgd_trajectory(victim: Victim, variables: Variables, xs: jax.Array,
+                   ys: jax.Array, keep, *, lr: float = 0.01, batch: int = 64,
+                   seed: int = 0) -> list[Variables]:
+  """The victim's variables after each count in ``keep`` of SGD steps.
+
+  A server's model between rounds: plain SGD at ``lr`` on the mean loss of
+  ``batch`` examples of ``(xs, ys)`` (the victim's input space) drawn with
+  replacement, step i's from ``fold_in(key(seed), i)``; BatchNorm runs in
+  eval mode and its statistics stay. ``keep`` lists step counts (0 is
+  ``variables`` itself); the result has one variables tree per entry.
+  """
+  keep = [int(k) for k in keep]
+  if not keep or min(keep) < 0:
+    raise ValueError(f"sgd_trajectory needs step counts >= 0; got {keep}")
+  if batch < 1 or xs.shape[0] != ys.shape[0] or xs.shape[0] == 0:
+    raise ValueError(f"sgd_trajectory needs a batch >= 1 and as many "
+                     f"labels as images; got batch {batch}, "
+                     f"{xs.shape[0]} images, {ys.shape[0]} labels")
+  params, state = split(variables)
+  tx = optax.sgd(lr)
+  xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+
+  @jax.jit
+  def step(params, opt, i):
+    idx = jax.random.randint(jax.random.fold_in(jax.random.key(seed), i),
+                             (batch,), 0, xs.shape[0])
+    g = batch_grad(victim, params, state, xs[idx], ys[idx])
+    updates, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, updates), opt
+
+  opt, found = tx.init(params), {}
+  for i in range(max(keep) + 1):
+    if i in keep:
+      found[i] = merge(params, state)
+    if i < max(keep):
+      params, opt = step(params, opt, i)
+  return [found[k] for k in keep]

@@ -46,3 +46,26 @@ def test_cases_arg_selects_a_sweep_subset_or_names_the_unknown_one():
   with pytest.raises(ValueError, match="config arg 'cases': unknown dp; "
                      "known: clip, noise, prune, soteria"):
     ggl_celeba_defenses.get_config("cases=clip-dp")
+
+
+def test_victim_arg_reaches_every_inverter_of_the_git_benchmark():
+  from configs.benchmarks import git_lenet_cifar10
+  lenet = git_lenet_cifar10.get_config("flat_dir=x")
+  deep = git_lenet_cifar10.get_config("victim=resnet20,flat_dir=x")
+  for name, block in deep.inverters.items():
+    assert block.train.victim.name == "resnet20", name
+    assert lenet.inverters[name].train.victim.name == "lenet", name
+  # LTI's own count sketch for ResNet-20; the flat MLP matches GIT's size.
+  assert deep.inverters.lti.train.inverter.sketch_rate == 0.5
+  assert lenet.inverters.lti.train.inverter.sketch_rate is None
+  assert (deep.inverters.flat.train.inverter.match.to_dict()
+          == deep.inverters.git.train.inverter.to_dict())
+  assert max(deep.bench.ig_budgets) < max(lenet.bench.ig_budgets)
+
+
+def test_ggl_cpu_budget_runs_ggl_adam():
+  from configs.benchmarks import ggl_celeba_defenses
+  cpu = ggl_celeba_defenses.get_config("cpu=True").attack
+  gpu = ggl_celeba_defenses.get_config().attack
+  assert (cpu.optimizer, cpu.budget, cpu.kl_weight) == ("adam", 2500, 0.1)
+  assert (gpu.optimizer, gpu.budget, gpu.kl_weight) == ("cmaes", 800, 0.0)

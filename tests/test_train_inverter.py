@@ -18,6 +18,7 @@ from gitjax import experiments
 from gitjax import inverter_setup
 from gitjax import loading
 from gitjax import train_inverter
+from gitjax import victim as victim_lib
 from tests import helpers
 
 
@@ -174,6 +175,37 @@ def test_victim_parameters_per_step(mode):
     assert np.mean(np.sign(got[0]) == np.sign(fixed)) > 0.6
 
 
+def test_trajectory_victims_are_snapshots_of_public_sgd():
+  config = _config()
+  config.leak.update(victim_params="trajectory",
+                     trajectory=dict(steps=4, snapshots=3, batch=4))
+  setup, train, _ = train_inverter.prepare_data(config)
+  assert inverter_setup.trajectory_steps(setup.leak) == [0, 1, 4]
+  pool = inverter_setup.victim_pool(setup, train.images, train.labels)
+  kern = np.asarray(pool["params"]["head"]["kernel"])
+  assert kern.shape[0] == 3
+  np.testing.assert_array_equal(kern[0],
+                                setup.variables["params"]["head"]["kernel"])
+  x = inverter_setup.standardize(jnp.asarray(train.images), setup.leak)
+  four = victim_lib.sgd_trajectory(setup.victim, setup.variables, x,
+                                   jnp.asarray(train.labels), [4], batch=4,
+                                   lr=0.01, seed=1)[0]
+  np.testing.assert_array_equal(kern[2], four["params"]["head"]["kernel"])
+  assert not np.allclose(kern[1], kern[0])
+  drawn = set()
+  for k in range(16):  # Each step draws one whole snapshot.
+    got = train_inverter._victim_variables(  # pylint: disable=protected-access
+        setup, pool, jax.random.key(k))["params"]["head"]["kernel"]
+    drawn.add(int(np.argmin([np.abs(got - s).max() for s in kern])))
+    assert min(np.abs(got - s).max() for s in kern) == 0.0
+  assert drawn == {0, 1, 2}
+  fixed = config.copy_and_resolve_references()
+  fixed.leak.victim_params = "fixed"
+  setup_f, _, _ = train_inverter.prepare_data(fixed)
+  assert inverter_setup.victim_pool(setup_f, train.images,
+                                    train.labels) is setup_f.variables
+
+
 def test_diverged_training_is_a_clear_error():
   with pytest.raises(FloatingPointError, match="non-finite training metrics "
                      "at step 7"):
@@ -197,9 +229,13 @@ def test_sample_indices_cover_each_epoch_once():
     ("defense", [dict(name="soteria", rate=0.5)],
      "defense 'soteria' cannot be simulated"),
     ("batch_size", 0, "leak.batch_size must be >= 1"),
+    ("trajectory", dict(step=10), r"unknown leak.trajectory settings \['step"),
+    ("trajectory", dict(snapshots=1), "leak.trajectory needs steps >= 1"),
 ])
 def test_bad_leak_settings(field, value, match):
   config = _config()
+  if field == "trajectory":
+    config.leak.victim_params = "trajectory"
   config.leak[field] = value
   with pytest.raises(ValueError, match=match):
     inverter_setup.leak_settings(config)

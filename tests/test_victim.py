@@ -201,3 +201,30 @@ def test_calibrated_batch_stats_make_eval_match_training_mode():
   with pytest.raises(ValueError, match="has no BatchNorm statistics"):
     victim_lib.calibrate_batch_stats(
         lenet, victim_lib.init_variables(lenet, jax.random.key(0)), xs)
+
+
+def test_sgd_trajectory_snapshots_continue_one_run(key):
+  v, variables, xs, ys = _setup("lenet", key, b=6)
+  snaps = victim_lib.sgd_trajectory(v, variables, xs, ys, [0, 1, 3],
+                                    lr=0.1, batch=4, seed=2)
+  assert snaps[0] is not None and len(snaps) == 3
+  for a, b in zip(jax.tree.leaves(snaps[0]), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+  # Step 0 by hand: the batch drawn from fold_in(key(2), 0).
+  idx = jax.random.randint(jax.random.fold_in(jax.random.key(2), 0), (4,),
+                           0, 6)
+  params, state = victim_lib.split(variables)
+  g = victim_lib.batch_grad(v, params, state, xs[idx], ys[idx])
+  by_hand = jax.tree.map(lambda p, d: p - 0.1 * d, params, g)
+  for a, b in zip(jax.tree.leaves(snaps[1]["params"]),
+                  jax.tree.leaves(by_hand)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # A later snapshot is the same run carried on, not a new one.
+  alone = victim_lib.sgd_trajectory(v, variables, xs, ys, [3], lr=0.1,
+                                    batch=4, seed=2)[0]
+  for a, b in zip(jax.tree.leaves(snaps[2]), jax.tree.leaves(alone)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="step counts >= 0"):
+    victim_lib.sgd_trajectory(v, variables, xs, ys, [-1])
+  with pytest.raises(ValueError, match="batch >= 1"):
+    victim_lib.sgd_trajectory(v, variables, xs, ys, [1], batch=0)

@@ -43,7 +43,10 @@ leaks (of B images each: ``batch``), ``ig_budgets`` (IG's iteration
 budgets for the time-to-PSNR comparison). The noise level of the noisy
 leaks is the noise-trained inverter's own (its ``leak.defense``). Leak i:
 key 1000 + i; attack key i, as before. Arguments ``steps``, ``limit`` and
-``batch`` go to every training config; ``flat_dir`` adds the flat-MLP
+``batch`` go to every training config, and so does ``victim`` (e.g.
+``victim=resnet20``: GIT at the reduced size ``configs/git_lenet.py`` sets
+for it, LTI with its count sketch at rate 0.5, IG budgets up to 4,000);
+``flat_dir`` adds the flat-MLP
 ablation (``configs/flat_lenet.py``); ``noise=False`` leaves out the
 noise-trained GIT and the noisy leaks; LPIPS is VGG's.
 """
@@ -77,12 +80,13 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, data_dir="../shared/data/cifar10",
                          budget="cpu", steps=0, limit=0, batch=1, git_dir="",
                          lti_dir="", git_noise_dir="", flat_dir="",
-                         noise=True, smoke=False)
+                         noise=True, victim="lenet", smoke=False)
   if arg.smoke:  # Embedded photos; the smoke budget whatever is asked.
     arg.data_dir, arg.budget, arg.steps, arg.limit = "", "smoke", 0, 0
   extra = "".join(f",{k}={v}" for k, v in
                   (("steps", arg.steps), ("limit", arg.limit),
-                   ("batch", arg.batch)) if v and (k, v) != ("batch", 1))
+                   ("batch", arg.batch), ("victim", arg.victim))
+                  if v and (k, v) not in (("batch", 1), ("victim", "lenet")))
   config = mlc.ConfigDict()
   config.benchmark = "git_lenet_cifar10"
   config.inverters = inverters(arg.data_dir, arg.budget, extra,
@@ -103,6 +107,8 @@ def get_config(arg=None):
   config.eval = dict(data_range=1.0, lpips_net="vgg")
   config.bench = dict(num_test=256, num_attack=4,
                       ig_budgets=(250, 1000, 4000, 16000))
+  if arg.victim != "lenet":  # IG on a deeper victim: 16,000 is hours.
+    config.bench.ig_budgets = (250, 1000, 4000)
   if arg.smoke:
     config.bench.update(num_test=4, num_attack=1, ig_budgets=(2, 4))
     config.baselines.dlg.iterations = 2

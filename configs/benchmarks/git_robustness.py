@@ -12,8 +12,10 @@ Add ``shift_steps=N`` to also train (N steps) an inverter on classes 0-4 and
 test it on classes 0-4 and 5-9 (or pass ``shift_dir``), and
 ``moving_steps=N`` to train (N steps) one for a server whose model moves:
 each training step sees the victim's parameters perturbed by relative
-Gaussian noise of ``perturb_scale`` (or pass ``moving_dir``); the
-discrepancy sweep then scores it beside the fixed-victim GIT.
+Gaussian noise of ``perturb_scale`` (``moving_mode=trajectory``: drawn from
+snapshots of a public SGD trajectory instead; see ``configs/git_lenet.py``)
+(or pass ``moving_dir``); the discrepancy sweep then scores it beside the
+fixed-victim GIT.
 
 Measured results: see the report of issue 5 and BUILD_NOTES.md (CPU budget,
 2026-11-21).
@@ -39,7 +41,8 @@ def get_config(arg=None):
                          mnist_dir="../shared/data/mnist", budget="cpu",
                          git_dir="", git_noise_dir="", shift_dir="",
                          shift_steps=0, moving_dir="", moving_steps=0,
-                         perturb_scale=0.05, smoke=False)
+                         moving_mode="perturbed", perturb_scale=0.05,
+                         smoke=False)
   if arg.smoke:
     arg.data_dir, arg.budget = "", "smoke"  # Embedded photos.
     arg.shift_steps = arg.moving_steps = 2
@@ -53,7 +56,7 @@ def get_config(arg=None):
           f"{train},classes=0-1-2-3-4,steps={arg.shift_steps}")
                  if arg.shift_steps else None),
       moving=dict(dir=arg.moving_dir, train=git_lenet.get_config(
-          f"{train},victim_params=perturbed,perturb_scale="
+          f"{train},victim_params={arg.moving_mode},perturb_scale="
           f"{arg.perturb_scale},steps={arg.moving_steps}")
                   if arg.moving_steps else None))
   config.bench = dict(

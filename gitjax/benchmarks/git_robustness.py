@@ -24,7 +24,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from matplotlib.figure import Figure
 
 from gitjax import data as data_lib
@@ -44,25 +43,11 @@ def train_victim_further(trained, images, labels, steps: int, lr: float,
                          batch: int, seed: int = 0):
   """The victim after ``steps`` more SGD steps on public images [0, 1]."""
   setup = trained.setup
-  params, state = victim_lib.split(setup.variables)
-  tx = optax.sgd(lr)
-  opt = tx.init(params)
   x_all = (jnp.asarray(images) - jnp.asarray(setup.leak.mean)) / jnp.asarray(
       setup.leak.std)
-  y_all = jnp.asarray(labels)
-
-  @jax.jit
-  def step(params, opt, i):
-    idx = jax.random.randint(jax.random.fold_in(jax.random.key(seed), i),
-                             (batch,), 0, x_all.shape[0])
-    g = victim_lib.batch_grad(setup.victim, params, state, x_all[idx],
-                              y_all[idx])
-    updates, opt = tx.update(g, opt, params)
-    return optax.apply_updates(params, updates), opt
-
-  for i in range(steps):
-    params, opt = step(params, opt, i)
-  return victim_lib.merge(params, state)
+  return victim_lib.sgd_trajectory(setup.victim, setup.variables, x_all,
+                                   jnp.asarray(labels), [steps], lr=lr,
+                                   batch=batch, seed=seed)[0]
 
 
 def _relative_change(a, b) -> float:
@@ -170,7 +155,9 @@ def run(config, workdir):
                             batch=bench.discrepancy_batch)
   if moving is not None:
     lk = moving.config.leak
-    label = f"GIT ({lk.victim_params} victims, scale {lk.perturb_scale:g})"
+    label = (f"GIT (trajectory victims, up to {lk.trajectory.steps} steps)"
+             if lk.victim_params == "trajectory" else
+             f"GIT ({lk.victim_params} victims, scale {lk.perturb_scale:g})")
     curves[label] = moved
     out["discrepancy"].update(
         mse_moving=moved, moving_dir=moving.workdir,
