@@ -236,8 +236,8 @@ def sgd_trajectory(victim: Victim, variables: Variables, xs: jax.Array,
   tx = optax.sgd(lr)
   xs, ys = jnp.asarray(xs), jnp.asarray(ys)
 
-  @jax.jit
-  def step(params, opt, i):
+  @jax.jit  # The data are arguments, not constants in the program.
+  def step(params, opt, i, xs, ys):
     idx = jax.random.randint(jax.random.fold_in(jax.random.key(seed), i),
                              (batch,), 0, xs.shape[0])
     g = batch_grad(victim, params, state, xs[idx], ys[idx])
@@ -249,5 +249,5 @@ def sgd_trajectory(victim: Victim, variables: Variables, xs: jax.Array,
     if i in keep:
       found[i] = merge(params, state)
     if i < max(keep):
-      params, opt = step(params, opt, i)
+      params, opt = step(params, opt, i, xs, ys)
   return [found[k] for k in keep]
