@@ -32,7 +32,10 @@ victim's parameters at each training step, for a server whose model moves),
 ``perturb_scale`` (relative Gaussian perturbation of "perturbed") and
 ``trajectory_steps`` (with "trajectory", each step's victim is one of 16
 snapshots of the victim trained up to this many SGD steps, lr 0.01, batches
-of 64, on the training images: ``gitjax.inverter_setup.TRAJECTORY``).
+of 64, on the training images: ``gitjax.inverter_setup.TRAJECTORY``) and
+``init_from`` (start from the parameters of a trained inverter of the same
+architecture, a workdir or shipped name, e.g. the clean GIT before
+training with ``sigma``).
 """
 
 import ml_collections as mlc
@@ -48,7 +51,7 @@ def base_config(arg=None, inverter=None):
                          classes="", steps=0, limit=0, batch=1,
                          victim="lenet", victim_params="fixed",
                          perturb_scale=0.0, trajectory_steps=1000,
-                         smoke=False)
+                         init_from="", smoke=False)
   if arg.smoke:
     arg.budget = "smoke"
   if arg.budget not in BUDGETS:
@@ -118,6 +121,8 @@ def base_config(arg=None, inverter=None):
     # one core. Two error maps per layer and width 16 cut it to ~3 s
     # (measured 2026-12-04, BUILD_NOTES.md).
     config.inverter.update(width=16, depth=1, heads=2)
+  if arg.init_from:
+    config.train.init_from = arg.init_from
   if arg.budget != "smoke":  # Smoke stays a few seconds whatever is asked.
     if arg.steps:
       config.train.num_steps = arg.steps

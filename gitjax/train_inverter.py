@@ -41,6 +41,7 @@ from gitjax import data as data_lib
 from gitjax import inverter_eval
 from gitjax import inverter_setup
 from gitjax import leak as leak_lib
+from gitjax import loading
 from gitjax import parallel
 from gitjax import rundir
 from gitjax import victim as victim_lib
@@ -209,6 +210,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
   if run.finished is not None:
     return run.finished
   workdir = run.path
+  source = inverter_setup.plain(config.train).get("init_from")
+  warm = loading.inverter(source) if source else None  # Fails fast.
   setup, train, ev = prepare_data(config)
   t_cfg = inverter_setup.plain(config.train)
   num_steps = int(t_cfg["num_steps"])
@@ -221,11 +224,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
                len(train.labels), setup.num_classes, mesh.devices.size,
                setup.leak.batch_size, num_steps, n)
 
+  init = warm_start(inverter_setup.init_state(setup, config.seed), warm,
+                    source)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   ckpt = checkpoint.Checkpointer(ckpt_dir, every=config.checkpoint_every,
                                  keep=config.get("keep", 2))
   try:
-    init = inverter_setup.init_state(setup, config.seed)
     with jax.set_mesh(mesh):
       init = parallel.put_replicated(mesh, init)
       restored, start = ckpt.restore_or(init._asdict(), resume=resume)
@@ -255,6 +259,26 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
   if result.get("finished") and jax.process_index() == 0:
     run.finish(result)
   return result
+
+
+def warm_start(state, trained, source: str = ""):
+  """``state`` with the parameters of ``trained`` (``train.init_from``).
+
+  Fine-tuning an inverter (e.g. the clean one, for a noise defense): the
+  parameters are copied, the optimizer and the data stream start afresh; a
+  checkpoint of this run, once written, takes precedence. The source must
+  have this config's inverter architecture.
+  """
+  if trained is None:
+    return state
+  new, like = trained.params, state.params
+  if (jax.tree.structure(new) != jax.tree.structure(like) or any(
+      a.shape != b.shape for a, b in zip(jax.tree.leaves(new),
+                                         jax.tree.leaves(like)))):
+    raise ValueError(f"train.init_from {source!r}: its inverter's "
+                     "parameters do not match this config's inverter")
+  return state._replace(params=jax.tree.map(
+      lambda a, b: jnp.asarray(a, b.dtype), new, like))
 
 
 def _check_finite(metrics, step) -> dict:

@@ -87,6 +87,26 @@ def test_killed_run_resumes_to_identical_parameters(trained, tmp_path):
   assert steps == list(range(5, 41, 5))  # Lines after step 10 rewritten.
 
 
+def test_warm_start_begins_at_the_source_and_refuses_another_shape(
+    trained, tmp_path):
+  config = _config(steps=2)
+  config.train.init_from = trained
+  config.train.lr = 0.0  # Two steps that move nothing: the source's params.
+  out = train_inverter.train_and_evaluate(config, str(tmp_path / "w"))
+  assert out["finished"]
+  for a, b in zip(_leaves(trained), _leaves(tmp_path / "w")):
+    np.testing.assert_array_equal(a, b)
+  wide = _config(steps=2, channels=4)
+  wide.train.init_from = trained
+  with pytest.raises(ValueError, match="train.init_from .*do not match"):
+    train_inverter.train_and_evaluate(wide, str(tmp_path / "x"))
+  assert not os.path.exists(tmp_path / "x" / "checkpoints")
+  missing = _config(steps=2)
+  missing.train.init_from = str(tmp_path / "nothing")
+  with pytest.raises(loading.RunNotFoundError):
+    train_inverter.train_and_evaluate(missing, str(tmp_path / "y"))
+
+
 def test_finished_run_started_again_is_unchanged(trained):
   before = helpers.snapshot(trained)
   stored = json.loads(before["metrics.json"])
