@@ -35,6 +35,9 @@ With an empty defense list, ``estimate(..., detect=True)`` looks for pruning
 (most tensors at least 30% exact zeros) and Soteria (a quarter or more of the
 head kernel's rows zero) in the message. Gradient matching uses the default
 ``Style()``; GGL uses ``Style(masks="rate", norms="observed", exact=True)``.
+The trial message's input derivatives are taken forward-over-reverse
+(``second_order="forward"``, ``victim.batch_grad_fr``; "reverse" is plain
+double backprop, the same numbers).
 """
 
 from typing import Any, NamedTuple
@@ -251,6 +254,8 @@ class ClientModel(NamedTuple):
   num_clients: int = 1
   defenses: tuple = ()  # ((name, frozen settings), ...)
   style: Style = Style()
+  second_order: str = "forward"  # victim.grad_fn: how the message's
+  # derivatives are taken ("forward": forward-over-reverse, the faster).
 
   def client_message(self, params, state, xs, ys):
     """One client's trial message before its defenses (DP-SGD clips)."""
@@ -261,7 +266,8 @@ class ClientModel(NamedTuple):
                             clip_norm=dp[0]["clip_norm"],
                             noise_multiplier=0.0)
     return protocols.client_message(self.victim, params, state, xs, ys,
-                                    self.protocol, cfg)
+                                    self.protocol, cfg,
+                                    victim_lib.grad_fn(self.second_order))
 
   def message(self, params, state, xs, ys, arrays=None, key=None):
     """The trial message: all clients aggregated, then modeled defenses."""
@@ -326,19 +332,20 @@ def _static_settings(est: dict, style: Style) -> tuple:
   return _freeze(s)
 
 
-def from_leak(leak, victim, style: Style = Style(), detect: bool = False
-              ) -> tuple[ClientModel, dict]:
+def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
+              second_order: str = "forward") -> tuple[ClientModel, dict]:
   """The attacker's ``ClientModel`` of ``leak`` and its traced arrays."""
   if leak.protocol not in protocols.PROTOCOLS:
     raise ValueError(f"unknown protocol {leak.protocol!r}; known: "
                      f"{protocols.PROTOCOLS}")
+  victim_lib.grad_fn(second_order)  # Raises on an unknown name.
   ests = estimate(leak.message, leak.defense, detect)
   model = ClientModel(
       victim=victim, protocol=leak.protocol,
       protocol_config=_freeze(dict(leak.protocol_config)),
       num_clients=int(leak.num_clients),
       defenses=tuple((e["name"], _static_settings(e, style)) for e in ests),
-      style=style)
+      style=style, second_order=second_order)
   arrays = {}
   if style.masks == "pattern" and any(e["name"] in ("prune", "soteria")
                                       for e in ests):

@@ -13,9 +13,14 @@ Params = victim_lib.Params
 PROTOCOLS = ("fedsgd", "fedavg")
 
 
-def fedsgd_message(victim, params, state, xs, ys, train=False) -> Params:
-  """FedSGD: the gradient of the mean loss of the client's batch."""
-  return victim_lib.batch_grad(victim, params, state, xs, ys, train)
+def fedsgd_message(victim, params, state, xs, ys, train=False,
+                   grad=victim_lib.batch_grad) -> Params:
+  """FedSGD: the gradient of the mean loss of the client's batch.
+
+  ``grad`` computes it (``victim.grad_fn``: the same values; attacks that
+  differentiate the message take ``batch_grad_fr``).
+  """
+  return grad(victim, params, state, xs, ys, train)
 
 
 def num_local_steps(batch_size: int, local_batch_size: int | None,
@@ -33,8 +38,8 @@ MAX_UNROLLED_STEPS = 8
 
 def fedavg_update(victim, params, state, xs, ys, *, lr: float,
                   epochs: int = 1, local_batch_size: int | None = None,
-                  train: bool = False, unroll: int | bool | None = None
-                  ) -> Params:
+                  train: bool = False, unroll: int | bool | None = None,
+                  grad=victim_lib.batch_grad) -> Params:
   """FedAvg: local SGD on the client's batch; the message is new - old params.
 
   Minibatches are taken in order (no shuffling) for ``epochs`` passes, so an
@@ -52,6 +57,7 @@ def fedavg_update(victim, params, state, xs, ys, *, lr: float,
     unroll: ``lax.scan``'s unroll for the local steps; None unrolls up to
       ``MAX_UNROLLED_STEPS`` steps fully (XLA:CPU runs convolutions inside a
       loop body several times slower; unrolled, they compile as usual).
+    grad: the local gradient (see ``fedsgd_message``).
 
   Returns:
     The weight difference, a params-shaped tree.
@@ -64,7 +70,7 @@ def fedavg_update(victim, params, state, xs, ys, *, lr: float,
 
   def step(p, i):
     j = i % (n // b)
-    g = victim_lib.batch_grad(victim, p, state, xs_mb[j], ys_mb[j], train)
+    g = grad(victim, p, state, xs_mb[j], ys_mb[j], train)
     return jax.tree.map(lambda a, da: a - lr * da, p, g), None
 
   if unroll is None:
@@ -74,19 +80,21 @@ def fedavg_update(victim, params, state, xs, ys, *, lr: float,
 
 
 def client_message(victim, params, state, xs, ys, protocol: str,
-                   protocol_config: dict) -> Params:
+                   protocol_config: dict, grad=victim_lib.batch_grad
+                   ) -> Params:
   """Dispatches on the protocol name ("fedsgd" or "fedavg")."""
   cfg = dict(protocol_config)
   train = cfg.pop("train", False)
   if protocol == "fedsgd":
     if cfg:
       raise ValueError(f"unknown fedsgd settings: {sorted(cfg)}")
-    return fedsgd_message(victim, params, state, xs, ys, train)
+    return fedsgd_message(victim, params, state, xs, ys, train, grad)
   if protocol == "fedavg":
     unknown = set(cfg) - {"lr", "epochs", "local_batch_size"}
     if unknown:
       raise ValueError(f"unknown fedavg settings: {sorted(unknown)}")
-    return fedavg_update(victim, params, state, xs, ys, train=train, **cfg)
+    return fedavg_update(victim, params, state, xs, ys, train=train,
+                         grad=grad, **cfg)
   raise ValueError(f"unknown protocol {protocol!r}; known: {PROTOCOLS}")
 
 

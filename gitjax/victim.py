@@ -91,6 +91,75 @@ def batch_grad(victim: Victim, params: Params, state: dict, xs: jax.Array,
   return jax.grad(batch_loss, argnums=1)(victim, params, state, xs, ys, train)
 
 
+def _param_grad(victim, train, params, state, xs, ys):
+  return jax.grad(batch_loss, argnums=1)(victim, params, state, xs, ys, train)
+
+
+_param_grad_fr = jax.custom_vjp(_param_grad, nondiff_argnums=(0, 1))
+_Primal = jax.custom_derivatives.CustomVJPPrimal
+
+
+def _fr_fwd(victim, train, *args):
+  is_primal = lambda a: isinstance(a, _Primal)
+  values = [jax.tree.map(lambda a: a.value, t, is_leaf=is_primal)
+            for t in args]
+  wanted = [i for i, t in enumerate(args)
+            if any(a.perturbed for a in jax.tree.leaves(t, is_leaf=is_primal))]
+  # The wanted argument numbers ride in the residual's structure (static).
+  return _param_grad(victim, train, *values), (values, dict.fromkeys(wanted))
+
+
+def _fr_bwd(victim, train, res, v):
+  values, wanted = res
+  params = values[0]
+  v = jax.tree.map(
+      lambda t, p: jnp.zeros_like(p) if isinstance(
+          t, jax.custom_derivatives.SymbolicZero) else t, v, params,
+      is_leaf=lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero))
+  argnums = sorted(wanted)
+  out = [None] * len(values)
+  if argnums:
+    # d/dz <grad_params L, v> = d/de grad_z L(params + e v): a jvp of the
+    # input gradient along v (mixed partials commute).
+    grads = lambda p: jax.grad(batch_loss, argnums=tuple(1 + i for i in
+                                                         argnums))(
+        victim, p, *values[1:], train)
+    _, tangents = jax.jvp(grads, (params,), (v,))
+    for i, t in zip(argnums, tangents):
+      out[i] = t
+  return tuple(out)
+
+
+_param_grad_fr.defvjp(_fr_fwd, _fr_bwd, symbolic_zeros=True)
+
+
+@functools.partial(jax.jit, static_argnames=("victim", "train"))
+def batch_grad_fr(victim: Victim, params: Params, state: dict, xs: jax.Array,
+                  ys: jax.Array, train: bool = False) -> Params:
+  """``batch_grad``, whose own reverse-mode derivative is forward-over-reverse.
+
+  Attacks differentiate the gradient with respect to the inputs. Reverse
+  over reverse backpropagates through the backward pass; here the
+  derivative of ``<grad, v>`` with respect to any perturbed argument (xs,
+  soft ys, params, state) is one jvp of that argument's gradient along
+  ``v`` instead, and unperturbed arguments cost nothing. Same values, same
+  derivatives (to rounding); no forward-mode (``jax.jvp``) through it.
+  """
+  return _param_grad_fr(victim, train, params, state, xs, ys)
+
+
+SECOND_ORDER = ("forward", "reverse")
+
+
+def grad_fn(second_order: str = "forward") -> Callable:
+  """``batch_grad_fr`` ("forward": forward-over-reverse derivatives) or
+  ``batch_grad`` ("reverse": reverse over reverse)."""
+  if second_order not in SECOND_ORDER:
+    raise ValueError(f"unknown second_order {second_order!r}; known: "
+                     f"{SECOND_ORDER}")
+  return batch_grad_fr if second_order == "forward" else batch_grad
+
+
 def _example_loss(victim, params, state, x, y):
   return batch_loss(victim, params, state, x[None], y[None], train=False)
 

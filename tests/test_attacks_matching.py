@@ -141,6 +141,28 @@ def test_bad_inputs_raise_clear_errors(key):
     gm.inverting_gradients(hidden, v, cfg, key)
 
 
+@pytest.mark.parametrize("protocol", ["fedsgd", "fedavg"])
+def test_second_order_kinds_give_the_same_objective_and_gradient(key,
+                                                                 protocol):
+  cfg = dict(lr=0.1, epochs=2, local_batch_size=1)
+  v, leak, truth = _leak(key, b=2, protocol=protocol,
+                         protocol_config=cfg if protocol == "fedavg" else {},
+                         defense=[dict(name="prune", rate=0.5)])
+  data = matching.make_data(leak, truth.labels)
+  x = {"x": jax.random.uniform(key, truth.images.shape)}
+  out = []
+  for kind in ("forward", "reverse"):
+    s = matching.make_settings(tv=1e-4, second_order=kind)
+    problem = matching.make_problem(leak, v, s)
+    assert problem.client.second_order == kind
+    out.append(jax.value_and_grad(lambda x: problem(x, data))(x))
+  np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
+  np.testing.assert_allclose(out[0][1]["x"], out[1][1]["x"], rtol=1e-4,
+                             atol=1e-7)
+  with pytest.raises(ValueError, match="unknown second_order 'fwd'"):
+    matching.make_settings(second_order="fwd")
+
+
 def test_layer_weights_by_name(key):
   msg = {"conv0": {"kernel": jnp.ones(2), "bias": jnp.ones(1)},
          "head": {"kernel": jnp.ones(3)}}

@@ -136,6 +136,10 @@ def test_without_torch_results_have_no_torch_keys(monkeypatch, tmp_path):
                          str(tmp_path))
   rows = list(results["models"].values())
   assert rows and all(r["ms_per_iteration"] > 0 for r in rows)
+  # The double-backprop step is timed beside the forward-over-reverse one.
+  assert results["second_order"] == "forward"
+  assert all(r["reverse_ms_per_iteration"] > 0 and r["reverse_over_forward"]
+             > 0 for r in rows)
   keys = set(results) | {k for r in rows for k in r}
   assert not [k for k in keys if "torch" in k]
 

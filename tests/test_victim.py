@@ -228,3 +228,34 @@ def test_sgd_trajectory_snapshots_continue_one_run(key):
     victim_lib.sgd_trajectory(v, variables, xs, ys, [-1])
   with pytest.raises(ValueError, match="batch >= 1"):
     victim_lib.sgd_trajectory(v, variables, xs, ys, [1], batch=0)
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet20"])
+def test_forward_over_reverse_gradient_has_double_backprops_derivatives(
+    name, key):
+  """batch_grad_fr: batch_grad's values, and the same derivatives for every
+  argument (images, soft labels, params, BatchNorm state) as reverse over
+  reverse; unperturbed arguments (integer labels) are skipped."""
+  v, variables, xs, ys = _setup(name, key, b=2)
+  params, state = victim_lib.split(variables)
+  soft = jax.nn.softmax(jax.random.normal(key, (2, v.num_classes)))
+  target = victim_lib.batch_grad(v, params, state, 0.5 * xs, ys)
+
+  def objective(grad, *args):  # A nonlinear function of the message.
+    m = grad(v, *args)
+    return sum(jnp.sum(a * jnp.sin(b)) for a, b in
+               zip(jax.tree.leaves(m), jax.tree.leaves(target)))
+
+  close = lambda a, b: jax.tree.map(
+      lambda u, w: np.testing.assert_allclose(u, w, rtol=2e-5, atol=1e-7),
+      a, b)
+  close(victim_lib.batch_grad_fr(v, params, state, xs, ys),
+             victim_lib.batch_grad(v, params, state, xs, ys))
+  for labels, argnums in ((ys, (2,)), (soft, (0, 1, 2, 3))):
+    args = (params, state, xs, labels)
+    want = [jax.grad(lambda *a: objective(g, *a), argnums=argnums)(*args)
+            for g in (victim_lib.batch_grad, victim_lib.batch_grad_fr)]
+    close(want[1], want[0])
+  assert victim_lib.grad_fn("reverse") is victim_lib.batch_grad
+  with pytest.raises(ValueError, match="unknown second_order 'mixed'"):
+    victim_lib.grad_fn("mixed")

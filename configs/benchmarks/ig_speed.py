@@ -40,7 +40,8 @@ from configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, cpu=False, smoke=False, torch="auto")
+  arg = common.parse_arg(arg, cpu=False, smoke=False, torch="auto",
+                         second_order="forward", compare_second_order=True)
   config = mlc.ConfigDict()  # No attack-experiment blocks: none is used.
   config.benchmark = "ig_speed"
   config.models = (("convnet", 64), ("resnet18", 64))
@@ -54,6 +55,8 @@ def get_config(arg=None):
   config.rounds = 20  # Interleaved gitjax / torch rounds per cell.
   config.torch = arg.torch  # "auto" (when importable), "on" or "off".
   config.torch_threads = 0  # torch.set_num_threads; 0: os.cpu_count().
+  config.second_order = arg.second_order  # "forward" or "reverse".
+  config.compare_second_order = arg.compare_second_order
   if arg.cpu:
     config.iterations = 1
     config.repeats = 1

@@ -68,7 +68,10 @@ class Settings(NamedTuple):
   ``linesearch``, ``langevin``.
 
   Execution (``engine.Options``): ``iterations``, ``restarts`` (R trials),
-  ``chunk``, ``progress``, ``shard_trials``, ``trial_axis``, ``loop``.
+  ``chunk``, ``progress``, ``shard_trials``, ``trial_axis``, ``loop``;
+  ``second_order``: how the trial message is differentiated with respect to
+  the inputs ("forward": forward-over-reverse, faster; "reverse": double
+  backprop; ``victim.grad_fn``).
   """
   objective: str = "cosine"
   distance_scale: float = 1.0
@@ -93,6 +96,7 @@ class Settings(NamedTuple):
   shard_trials: bool = False
   trial_axis: str = "auto"
   loop: str = "auto"
+  second_order: str = "forward"
 
 
 def make_settings(config=None, **overrides) -> Settings:
@@ -114,6 +118,7 @@ def make_settings(config=None, **overrides) -> Settings:
   s = Settings(**cfg)
   objectives.distance(s.objective)  # Raises on an unknown name.
   optimizers.check(s.optimizer, s.schedule, s.linesearch)
+  victim_lib.grad_fn(s.second_order)  # Raises on an unknown name.
   if int(s.restarts) < 1:
     raise ValueError(f"restarts must be >= 1; got {s.restarts}")
   engine.check_options(options(s))
@@ -255,7 +260,8 @@ def make_problem(leak, victim, settings: Settings, joint_labels=False,
   if settings.bn_prior and "batch_stats" not in leak.variables:
     raise ValueError(f"bn_prior needs a victim with BatchNorm; "
                      f"{victim.name!r} has no batch_stats")
-  client, _ = client_model.from_leak(leak, victim)
+  client, _ = client_model.from_leak(leak, victim,
+                                     second_order=settings.second_order)
   return GradientMatching(
       client=client, distance=settings.objective,
       distance_scale=settings.distance_scale,

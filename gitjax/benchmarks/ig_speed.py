@@ -21,6 +21,13 @@ compute the same logits, objective and step; the cell then also has
 ``torch_ms_per_iteration`` (median), ``gitjax_over_torch`` (the median of
 the per-round ratios), ``torch_fraction_of_matmul`` (the same XLA FLOP count
 over the same JAX matmul rate) and ``torch_check`` (the discrepancies).
+
+The step's input gradient is forward-over-reverse (``config.second_order``,
+``matching.Settings.second_order``). With ``config.compare_second_order``
+each round also runs the double-backprop step ("reverse", PyTorch's way),
+and the cell gains ``reverse_ms_per_iteration`` and ``reverse_over_forward``
+(the median of the per-round ratios). FLOPs are always counted on the
+double-backprop step with XLA's convolutions: the same work in every column.
 """
 
 import logging
@@ -56,7 +63,7 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
 
 
 def _setup(name, width, batch, image_size, restarts, iterations,
-           trial_axis="auto", conv="auto"):
+           trial_axis="auto", conv="auto", second_order="forward"):
   kw = {} if width is None else {"width": width}
   if name != "mlp":
     kw["conv"] = conv
@@ -64,11 +71,11 @@ def _setup(name, width, batch, image_size, restarts, iterations,
                               num_classes=10, **kw)
   variables = victim_lib.init_variables(victim, jax.random.key(0))
   return setup_problem(victim, variables, batch, restarts, iterations,
-                       trial_axis)
+                       trial_axis, second_order)
 
 
 def setup_problem(victim, variables, batch, restarts, iterations,
-                  trial_axis="auto"):
+                  trial_axis="auto", second_order="forward"):
   """(problem, settings, data, carry) of the timed IG step on ``victim``:
   a FedSGD leak of ``batch`` uniform images with known labels, tv 1e-4,
   IG's other defaults, ``restarts`` N(0, 1) starts."""
@@ -81,7 +88,8 @@ def setup_problem(victim, variables, batch, restarts, iterations,
   leak = experiments.case_from_batch(victim, variables, private, key).leak
   settings, _ = gm.split_config(
       dict(iterations=iterations, restarts=restarts, chunk=iterations,
-           tv=1e-4, progress=False, trial_axis=trial_axis), gm.IG_DEFAULTS)
+           tv=1e-4, progress=False, trial_axis=trial_axis,
+           second_order=second_order), gm.IG_DEFAULTS)
   problem = matching.make_problem(leak, victim, settings)
   data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
@@ -125,7 +133,7 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
   """
   problem, settings, data, carry = _setup(name, width, batch, image_size,
                                           restarts, iterations, trial_axis,
-                                          conv="xla")
+                                          conv="xla", second_order="reverse")
   step = jax.jit(engine.make_step(problem, matching.BoxProjection(),
                                   matching.transformation(settings),
                                   matching.options(settings)))
@@ -164,15 +172,23 @@ def time_cell(name, width, batch, config, with_torch):
   Each of ``config.rounds`` rounds runs one gitjax chunk of
   ``config.iterations`` steps (always from the same start), then as many
   torch steps (continuing). Returns (gitjax [rounds], torch [rounds] or [],
-  compile seconds, torch_reference.compare's discrepancies or None).
+  compile seconds, torch_reference.compare's discrepancies or None,
+  double-backprop gitjax [rounds] or []).
   """
   n = config.iterations
-  problem, settings, data, carry = _setup(name, width, batch,
-                                          config.image_size, 1, n)
+  problem, settings, data, carry = _setup(
+      name, width, batch, config.image_size, 1, n,
+      second_order=config.second_order)
   kw = chunk_kwargs(problem, settings)
   t = time.perf_counter()
   jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
   compile_s = time.perf_counter() - t
+  rev_kw = None
+  if config.compare_second_order:
+    rp, rs, _, _ = _setup(name, width, batch, config.image_size, 1, n,
+                          second_order="reverse")
+    rev_kw = chunk_kwargs(rp, rs)
+    jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
   step = check = None
   if with_torch:
     step = torch_reference.make_ig_step(problem, settings, data,
@@ -181,17 +197,21 @@ def time_cell(name, width, batch, config, with_torch):
     check = torch_reference.compare(
         f"{name}_w{width}_b{batch}", gitjax_probe(problem, data, carry, kw),
         torch_reference.probe(step))
-  ours, theirs = [], []
+  ours, theirs, reverse = [], [], []
   for _ in range(config.rounds):
     t = time.perf_counter()
     jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
     ours.append((time.perf_counter() - t) / n)
+    if rev_kw is not None:
+      t = time.perf_counter()
+      jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
+      reverse.append((time.perf_counter() - t) / n)
     if step is not None:
       theirs.append(torch_reference.run_steps(step, n) / n)
-  return ours, theirs, compile_s, check
+  return ours, theirs, compile_s, check, reverse
 
 
-def _row(ours, theirs, flops, ref, compile_s, check) -> dict:
+def _row(ours, theirs, flops, ref, compile_s, check, reverse=()) -> dict:
   s = float(np.median(ours))
   row = dict(ms_per_iteration=1e3 * s, gflop_per_iteration=flops / 1e9,
              gflop_per_s=flops / s / 1e9, fraction_of_matmul=flops / s / ref,
@@ -201,6 +221,10 @@ def _row(ours, theirs, flops, ref, compile_s, check) -> dict:
     row.update(torch_ms_per_iteration=1e3 * t,
                gitjax_over_torch=float(np.median(np.divide(ours, theirs))),
                torch_fraction_of_matmul=flops / t / ref, torch_check=check)
+  if len(reverse):
+    row.update(reverse_ms_per_iteration=1e3 * float(np.median(reverse)),
+               reverse_over_forward=float(np.median(np.divide(reverse,
+                                                              ours))))
   return row
 
 
@@ -223,18 +247,19 @@ def run(config, workdir):
              "matmul_gflop_per_s": ref / 1e9,
              "image_size": config.image_size,
              "iterations_timed": config.iterations, "rounds": config.rounds,
-             "conv": models.common.resolve_conv("auto"), "models": {}}
+             "conv": models.common.resolve_conv("auto"),
+             "second_order": config.second_order, "models": {}}
   logging.info("float32 matmul %d: %.1f GFLOP/s", config.matmul_size,
                ref / 1e9)
   if with_torch:
     results.update(_torch_setup(config, threads))
   for name, width in config.models:
     for b in config.batch_sizes:
-      ours, theirs, comp, check = time_cell(name, width, b, config,
-                                            with_torch)
+      ours, theirs, comp, check, rev = time_cell(name, width, b, config,
+                                                 with_torch)
       flops = step_flops(name, width, b, config.image_size, 1,
                          config.iterations)
-      row = _row(ours, theirs, flops, ref, comp, check)
+      row = _row(ours, theirs, flops, ref, comp, check, rev)
       results["models"][f"{name}_w{width}_b{b}"] = row
       logging.info("%s width %s B=%d: %s", name, width, b, row)
   results["restarts"] = _restarts(config)
