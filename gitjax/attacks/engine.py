@@ -61,7 +61,9 @@ class Options(NamedTuple):
       device count).
     trial_axis: "vmap" (side by side, the accelerator path), "map" (one
       after another inside the step: unrolled up to ``MAX_UNROLLED_TRIALS``,
-      ``lax.map`` beyond) or "auto" ("map" on CPU, else "vmap").
+      ``lax.map`` beyond; for victims with XLA's convolutions on a CPU,
+      whose vmapped weight gradients become grouped convolutions) or
+      "auto" ("vmap": the CPU victims' im2col convolutions batch well).
     loop: "device" (one ``fori_loop`` per chunk), "host" (a Python loop
       over the compiled step; dispatch is asynchronous, so the host syncs
       once per chunk) or "auto" ("host" on CPU, else "device").
@@ -170,7 +172,7 @@ def trial_axis(options: Options) -> str:
   if options.shard_trials:
     return "vmap"
   if options.trial_axis == "auto":
-    return "map" if jax.default_backend() == "cpu" else "vmap"
+    return "vmap"
   return options.trial_axis
 
 
