@@ -58,8 +58,9 @@ class Settings(NamedTuple):
   """Gradient-matching settings, as configs name them (hashable).
 
   Objective: ``objective`` (a distance of ``objectives.DISTANCES``),
-  ``distance_scale`` (its weight against the priors), ``layer_weights`` (a sequence in leaf order, or a mapping from top-level
-  layer name to weight, others 1), ``box`` (project into the leak's [0, 1]
+  ``distance_scale`` (its weight against the priors), ``layer_weights``
+  (a sequence in leaf order, or a mapping from top-level layer name to
+  weight, others 1), ``box`` (project into the leak's [0, 1]
   pixel box after each step), ``tv``, ``l2``, ``bn_prior`` (weights of
   total variation, the L2 norm and the BatchNorm statistics prior).
 

@@ -7,9 +7,9 @@ analysis of the compiled step, and the FLOP/s this achieves as a fraction of
 a large float32 matmul's FLOP/s measured in the same run. Also the cost of R
 restarts in one program, vmapped and ``lax.map``-ped over the trial axis,
 against R sequential single-trial runs. The per-model rows use the engine's
-default trial axis (``engine.trial_axis``: "vmap") and the victims' default convolutions (``conv="auto"``: im2col
-matrix products on CPU); FLOPs are counted on the same step with XLA's
-convolutions (``step_flops``).
+default trial axis (``engine.trial_axis``: "vmap") and the victims' default
+convolutions (``conv="auto"``: im2col matrix products on CPU); FLOPs are
+counted on the same step with XLA's convolutions (``step_flops``).
 
 Each (model, batch size) cell is timed over ``config.rounds`` rounds of one
 compiled chunk of ``config.iterations`` steps; ``ms_per_iteration`` is the
