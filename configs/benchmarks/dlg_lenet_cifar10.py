@@ -4,16 +4,20 @@ python -m launch.benchmark --config=configs/benchmarks/dlg_lenet_cifar10.py \
     --workdir=/tmp/gitjax/bench_dlg
 
 Squared-L2 gradient matching, L-BFGS (history 100, zoom line search), labels
-inferred from each gradient (iDLG), 1 restart; all 16 images run in one
-compiled program (side by side on an accelerator, one after another on CPU:
-``matching.trial_axis``). Target: median PSNR >= 40 dB on [0, 1] pixels.
+inferred from each gradient (iDLG), 1 restart; all 16 images run side by
+side in one compiled program (``engine.trial_axis``). Target: median PSNR
+>= 40 dB on [0, 1] pixels.
 
 Measured 2026-11-21 08:28 (``data_dir=/work/shared/data``), 2-core CPU,
 no other job: median PSNR 49.8 dB (mean 51.1; 14 of 16 images >= 40 dB,
 lowest 39.4), median SSIM 0.9998, label accuracy 1.0; 234 s for the 16
 images together (14.7 s per image; 61 s of it the first chunk with
 compilation), 244 s wall. (The same run with the engine's earlier
-on-device loop took 2,442 s on a loaded machine.)
+on-device loop took 2,442 s on a loaded machine.) Re-measured 2026-12-04
+15:35 with the trial axis now vmapped on the CPU (the images had run one
+after another) and forward-over-reverse input gradients, no other job:
+median 50.1 dB (mean 51.2; 14 of 16 >= 40 dB), labels 1.0, 252 s for the
+16 images, 310 s wall.
 
 The experiment is the attack config's blocks (``configs/common.py``):
 ``data``, ``victim``, ``leak``, ``attack``, ``eval``; ``bench`` holds the
