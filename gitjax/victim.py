@@ -92,11 +92,12 @@ def batch_grad(victim: Victim, params: Params, state: dict, xs: jax.Array,
 
 
 def _param_grad(victim, train, params, state, xs, ys):
-  return jax.grad(batch_loss, argnums=1)(victim, params, state, xs, ys, train)
+  return batch_grad(victim, params, state, xs, ys, train)
 
 
 _param_grad_fr = jax.custom_vjp(_param_grad, nondiff_argnums=(0, 1))
 _Primal = jax.custom_derivatives.CustomVJPPrimal
+_Zero = jax.custom_derivatives.SymbolicZero
 
 
 def _fr_fwd(victim, train, *args):
@@ -112,19 +113,17 @@ def _fr_fwd(victim, train, *args):
 def _fr_bwd(victim, train, res, v):
   values, wanted = res
   params = values[0]
-  v = jax.tree.map(
-      lambda t, p: jnp.zeros_like(p) if isinstance(
-          t, jax.custom_derivatives.SymbolicZero) else t, v, params,
-      is_leaf=lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero))
+  is_zero = lambda t: isinstance(t, _Zero)
+  v = jax.tree.map(lambda t, p: jnp.zeros_like(p) if is_zero(t) else t,
+                   v, params, is_leaf=is_zero)
   argnums = sorted(wanted)
   out = [None] * len(values)
   if argnums:
     # d/dz <grad_params L, v> = d/de grad_z L(params + e v): a jvp of the
     # input gradient along v (mixed partials commute).
-    grads = lambda p: jax.grad(batch_loss, argnums=tuple(1 + i for i in
-                                                         argnums))(
-        victim, p, *values[1:], train)
-    _, tangents = jax.jvp(grads, (params,), (v,))
+    grad_z = jax.grad(batch_loss, argnums=tuple(1 + i for i in argnums))
+    _, tangents = jax.jvp(
+        lambda p: grad_z(victim, p, *values[1:], train), (params,), (v,))
     for i, t in zip(argnums, tangents):
       out[i] = t
   return tuple(out)

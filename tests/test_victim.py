@@ -250,7 +250,7 @@ def test_forward_over_reverse_gradient_has_double_backprops_derivatives(
       lambda u, w: np.testing.assert_allclose(u, w, rtol=2e-5, atol=1e-7),
       a, b)
   close(victim_lib.batch_grad_fr(v, params, state, xs, ys),
-             victim_lib.batch_grad(v, params, state, xs, ys))
+        victim_lib.batch_grad(v, params, state, xs, ys))
   for labels, argnums in ((ys, (2,)), (soft, (0, 1, 2, 3))):
     args = (params, state, xs, labels)
     want = [jax.grad(lambda *a: objective(g, *a), argnums=argnums)(*args)

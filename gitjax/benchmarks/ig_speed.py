@@ -183,10 +183,10 @@ def time_cell(name, width, batch, config, with_torch):
   jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
   compile_s = time.perf_counter() - t
   rev_kw = None
-  if config.compare_second_order:
-    rp, rs, _, _ = _setup(name, width, batch, config.image_size, 1, n,
-                          second_order="reverse")
-    rev_kw = chunk_kwargs(rp, rs)
+  if config.compare_second_order:  # The same problem, double backprop.
+    reverse = problem._replace(
+        client=problem.client._replace(second_order="reverse"))
+    rev_kw = chunk_kwargs(reverse, settings)
     jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
   step = check = None
   if with_torch:
