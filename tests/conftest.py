@@ -7,14 +7,17 @@ import tempfile
 # Multi-device code is tested on 8 virtual CPU devices. XLA:CPU's older
 # (non-MLIR) fusion emitters compile the suite's small programs 2-3x faster
 # (the sharded GIT train step: 8.3 s -> 3.1 s, same run time; BUILD_NOTES.md).
-# Must precede jax use.
-_FLAGS = ("--xla_force_host_platform_device_count=8",
-          "--xla_cpu_use_fusion_emitters=false")
+# Must precede jax use. JAX_PLATFORMS=cuda runs the suite on a GPU: the
+# XLA:CPU flag is then left out (a jaxlib that no longer knows a flag
+# aborts the process at start).
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_FLAGS = ("--xla_force_host_platform_device_count=8",) + (
+    ("--xla_cpu_use_fusion_emitters=false",)
+    if os.environ["JAX_PLATFORMS"] == "cpu" else ())
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", "")]
     + [f for f in _FLAGS if f.split("=")[0] not in
        os.environ.get("XLA_FLAGS", "")]).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

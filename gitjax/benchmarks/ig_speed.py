@@ -193,9 +193,11 @@ def time_cell(name, width, batch, config, with_torch):
     step = torch_reference.make_ig_step(problem, settings, data,
                                         carry.vars["x"][0],
                                         torch_reference.device())
-    check = torch_reference.compare(
-        f"{name}_w{width}_b{batch}", gitjax_probe(problem, data, carry, kw),
-        torch_reference.probe(step))
+    with torch_reference.full_precision():
+      check = torch_reference.compare(
+          f"{name}_w{width}_b{batch}",
+          gitjax_probe(problem, data, carry, kw),
+          torch_reference.probe(step))
   ours, theirs, reverse = [], [], []
   for _ in range(config.rounds):
     t = time.perf_counter()

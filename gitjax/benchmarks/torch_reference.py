@@ -26,6 +26,7 @@ the leak's box. A trial whose loss turns non-finite is not frozen.
 """
 
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -351,6 +352,28 @@ def make_ig_step(problem, settings, data, x0, dev: str = "cpu") -> IGStep:
   return IGStep(model, to_torch_grads(model, data["message"]),
                 data["labels"], x0, lo=data["lo"], hi=data["hi"],
                 tv=problem.tv, lr=settings.lr, iterations=settings.iterations)
+
+
+@contextlib.contextmanager
+def full_precision():
+  """Both sides in plain float32 for the checks (not the timing).
+
+  On a GPU, JAX's default float32 convolutions and products use TF32 and
+  so do torch's cuDNN convolutions; through ResNet-18's double backprop
+  that moves the objective after one step by ~1% (seen on an H200), more
+  than the float32 tolerances here. Timed steps keep each side's default.
+  """
+  torch = _torch()
+  flags = (torch.backends.cudnn.allow_tf32,
+           torch.backends.cuda.matmul.allow_tf32)
+  torch.backends.cudnn.allow_tf32 = False
+  torch.backends.cuda.matmul.allow_tf32 = False
+  try:
+    with jax.default_matmul_precision("highest"):
+      yield
+  finally:
+    (torch.backends.cudnn.allow_tf32,
+     torch.backends.cuda.matmul.allow_tf32) = flags
 
 
 def probe(step: IGStep) -> dict:

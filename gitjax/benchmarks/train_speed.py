@@ -109,10 +109,11 @@ def _git_check(setup, step_fn, state, data, torch_step, n) -> dict:
   state = state._replace(opt_state=at_warmup_end(state.opt_state, warmup))
   torch_step.t = warmup
   rng = jax.random.wrap_key_data(state.rng)
+  # Before any step: a step may donate the state, rng's buffer with it.
+  idxs = [train_inverter.sample_indices(rng, jnp.asarray(t), n,
+                                        data[0].shape[0]) for t in (0, 1)]
   ours, ref = {}, {}
-  for t, tag in enumerate(("", "_after_update")):
-    idx = train_inverter.sample_indices(rng, jnp.asarray(t), n,
-                                        data[0].shape[0])
+  for idx, tag in zip(idxs, ("", "_after_update")):
     state, m = step_fn(state, *data)
     loss, norm = torch_step.step(np.asarray(idx))
     ours.update({f"loss{tag}": m["loss"], f"grad_norm{tag}": m["grad_norm"]})
@@ -164,8 +165,9 @@ def git_cell(config, with_torch: bool, dev: str) -> Cell:
           state["s"], *data).compile()
     cell.flops = ig_speed.cost_flops(compiled)
     if torch_step is not None:
-      cell.check = _git_check(setup, step_fn, fresh(state["s"]), data,
-                              torch_step, n)
+      with torch_reference.full_precision():  # Not TF32 on a GPU.
+        cell.check = _git_check(setup, step_fn, fresh(state["s"]), data,
+                                torch_step, n)
       cell.theirs = _torch_runner(torch_step.step, dev)
 
   def ours(k):
@@ -204,13 +206,14 @@ def wgan_cell(config, with_torch: bool, dev: str) -> Cell:
     reals_t = ttr.nchw(reals, dev)
     ours, ref = {}, {}
     state = jax.tree.map(jnp.copy, init)
-    for i, tag in enumerate(("", "_after_update")):
-      k = jax.random.fold_in(jax.random.key(p.seed + 2), i)
-      state, m = train_prior.train_step(mdl, state, reals, k, *args)
-      r = torch_step.step(reals_t, ttr.wgan_draws(k, n_critic, b,
-                                                  mdl.gen.latent_dim, dev))
-      ours.update({f"{name}{tag}": v for name, v in m.items()})
-      ref.update({f"{name}{tag}": v for name, v in r.items()})
+    with torch_reference.full_precision():  # Not TF32 on a GPU.
+      for i, tag in enumerate(("", "_after_update")):
+        k = jax.random.fold_in(jax.random.key(p.seed + 2), i)
+        state, m = train_prior.train_step(mdl, state, reals, k, *args)
+        r = torch_step.step(reals_t, ttr.wgan_draws(
+            k, n_critic, b, mdl.gen.latent_dim, dev))
+        ours.update({f"{name}{tag}": v for name, v in m.items()})
+        ref.update({f"{name}{tag}": v for name, v in r.items()})
     cell.check = ttr.compare("wgan_gp", ours, ref, RTOL, ATOL)
     cell.theirs = _torch_runner(lambda: torch_step.step(reals_t), dev)
   state = {"s": init, "i": 0}
