@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gitjax import defenses
+from gitjax import models
 from gitjax import protocols
 from gitjax import victim as victim_lib
 
@@ -256,6 +257,8 @@ class ClientModel(NamedTuple):
   style: Style = Style()
   second_order: str = "forward"  # victim.grad_fn: how the message's
   # derivatives are taken ("forward": forward-over-reverse, the faster).
+  conv: str | None = None  # The replay's convolutions ("xla", "im2col");
+  # None: the victim's own, or no choice (``from_leak``'s ``conv``).
 
   def client_message(self, params, state, xs, ys):
     """One client's trial message before its defenses (DP-SGD clips)."""
@@ -332,20 +335,57 @@ def _static_settings(est: dict, style: Style) -> tuple:
   return _freeze(s)
 
 
+CONVS = ("auto", "xla", "im2col")
+
+
+def replay_conv(conv: str, victim, second_order: str, num_clients: int,
+                defense_names) -> str | None:
+  """How the replay computes convolutions (None: the victim has no choice).
+
+  "auto" is XLA's convolutions with forward-over-reverse derivatives and
+  one client without DP-SGD, else the platform's default
+  (``models.common.resolve_conv("auto")``: im2col on CPU): vmapped weight
+  gradients (clients, DP-SGD's per-example clipping) become grouped
+  convolutions, slow on XLA:CPU, and so is double backprop through XLA's
+  convolutions there (BUILD_NOTES.md, issue 13). The choice never changes
+  the function, only its speed and rounding.
+  """
+  if conv not in CONVS:
+    raise ValueError(f"unknown conv {conv!r}; known: {CONVS}")
+  if not models.takes_conv(victim):
+    return None
+  if conv == "auto":
+    plain = (second_order == "forward" and int(num_clients) == 1
+             and "dp_sgd" not in defense_names)
+    conv = "xla" if plain else "auto"
+  return models.common.resolve_conv(conv)
+
+
 def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
-              second_order: str = "forward") -> tuple[ClientModel, dict]:
-  """The attacker's ``ClientModel`` of ``leak`` and its traced arrays."""
+              second_order: str = "forward",
+              conv: str | None = None) -> tuple[ClientModel, dict]:
+  """The attacker's ``ClientModel`` of ``leak`` and its traced arrays.
+
+  ``conv``: the replay's convolutions (``replay_conv``); None keeps the
+  victim as given (GGL's population is vmapped: "auto" is for one trial
+  or trials run one after another, as gradient matching does).
+  """
   if leak.protocol not in protocols.PROTOCOLS:
     raise ValueError(f"unknown protocol {leak.protocol!r}; known: "
                      f"{protocols.PROTOCOLS}")
   victim_lib.grad_fn(second_order)  # Raises on an unknown name.
   ests = estimate(leak.message, leak.defense, detect)
+  kind = None if conv is None else replay_conv(
+      conv, victim, second_order, leak.num_clients,
+      [e["name"] for e in ests])
+  if kind is not None:
+    victim = models.with_conv(victim, kind)
   model = ClientModel(
       victim=victim, protocol=leak.protocol,
       protocol_config=_freeze(dict(leak.protocol_config)),
       num_clients=int(leak.num_clients),
       defenses=tuple((e["name"], _static_settings(e, style)) for e in ests),
-      style=style, second_order=second_order)
+      style=style, second_order=second_order, conv=kind)
   arrays = {}
   if style.masks == "pattern" and any(e["name"] in ("prune", "soteria")
                                       for e in ests):

@@ -30,6 +30,7 @@ import jax
 from ml_collections import config_flags
 
 from gitjax import checkpoint
+from gitjax import xla_cpu
 from gitjax.errors import InputError
 
 
@@ -62,12 +63,14 @@ class Flags(NamedTuple):
   workdir: Any
   multihost: Any
   resume_intact: Any  # None for launchers that do not resume.
+  xla_cpu_defaults: Any = None  # None: on (flag holders built by hand).
 
 
 def define_flags(config_help: str, *, resumable: bool = False,
                  flag_values: flags.FlagValues = flags.FLAGS,
                  sys_argv: list[str] | None = None) -> Flags:
-  """Defines --config, --workdir, --multihost (and --resume_intact).
+  """Defines --config, --workdir, --multihost, --xla_cpu_defaults (and
+  --resume_intact).
 
   ``sys_argv``: the command line the config overrides are read from
   (default ``sys.argv``; tests pass the argv they parse).
@@ -80,6 +83,11 @@ def define_flags(config_help: str, *, resumable: bool = False,
   multihost = flags.DEFINE_bool(
       "multihost", False, "Call jax.distributed.initialize() first.",
       flag_values=flag_values)
+  xla_cpu_defaults = flags.DEFINE_bool(
+      "xla_cpu_defaults", True,
+      "Set gitjax's measured XLA:CPU flags (gitjax.xla_cpu) before JAX "
+      "starts; a flag already in XLA_FLAGS is kept as set there.",
+      flag_values=flag_values)
   resume = None
   if resumable:
     resume = flags.DEFINE_bool(
@@ -87,7 +95,7 @@ def define_flags(config_help: str, *, resumable: bool = False,
         "If the newest checkpoint is corrupt, resume from the newest intact "
         "one (the corrupt ones are moved to <workdir>/checkpoints_corrupt).",
         flag_values=flag_values)
-  return Flags(config, workdir, multihost, resume)
+  return Flags(config, workdir, multihost, resume, xla_cpu_defaults)
 
 
 def _flag_value(argv, name: str) -> str | None:
@@ -189,6 +197,8 @@ def run(body: Callable[..., Any], holders: Flags) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if holders.xla_cpu_defaults is None or holders.xla_cpu_defaults.value:
+      logging.info("XLA:CPU flags added: %s", xla_cpu.configure())
     if holders.multihost.value:
       jax.distributed.initialize()  # Must precede any device access.
     kwargs = {}

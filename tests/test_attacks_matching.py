@@ -152,7 +152,7 @@ def test_second_order_kinds_give_the_same_objective_and_gradient(key,
   x = {"x": jax.random.uniform(key, truth.images.shape)}
   out = []
   for kind in ("forward", "reverse"):
-    s = matching.make_settings(tv=1e-4, second_order=kind)
+    s = matching.make_settings(tv=1e-4, second_order=kind, conv="im2col")
     problem = matching.make_problem(leak, v, s)
     assert problem.client.second_order == kind
     out.append(jax.value_and_grad(lambda x: problem(x, data))(x))
@@ -161,6 +161,23 @@ def test_second_order_kinds_give_the_same_objective_and_gradient(key,
                              atol=1e-7)
   with pytest.raises(ValueError, match="unknown second_order 'fwd'"):
     matching.make_settings(second_order="fwd")
+  # The replay's convolutions: the same objective, only rounding differs.
+  # "auto" is XLA's with forward-over-reverse and one client (a CPU runs
+  # those trials one after another), the platform's default otherwise.
+  for kind, conv, want in (("forward", "auto", "xla"),
+                           ("reverse", "auto", "im2col"),
+                           ("forward", "xla", "xla")):
+    s = matching.make_settings(tv=1e-4, second_order=kind, conv=conv)
+    problem = matching.make_problem(leak, v, s)
+    assert problem.client.conv == want
+    assert matching.options(s, problem).trial_axis == (
+        "map" if want == "xla" else "auto")
+    got = jax.value_and_grad(lambda x: problem(x, data))(x)
+    np.testing.assert_allclose(got[0], out[0][0], rtol=1e-4)
+    np.testing.assert_allclose(got[1]["x"], out[0][1]["x"], rtol=1e-3,
+                               atol=1e-6)
+  with pytest.raises(ValueError, match="unknown conv 'cudnn'"):
+    matching.make_settings(conv="cudnn")
 
 
 def test_layer_weights_by_name(key):

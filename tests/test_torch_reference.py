@@ -16,6 +16,7 @@ from gitjax.attacks import engine
 from gitjax.attacks import optimizers
 from gitjax.benchmarks import ig_speed
 from gitjax.benchmarks import torch_reference
+from gitjax.benchmarks import torch_runtime
 from gitjax.errors import InputError
 
 # (model, width, image size): the ConvNet needs >= 9x9; at 18x18 its head
@@ -119,7 +120,7 @@ def test_step_lr_is_gitjax_step_schedule(iterations):
 
 
 def _no_torch(monkeypatch):
-  monkeypatch.setattr(torch_reference, "available", lambda: False)
+  monkeypatch.setattr(torch_runtime, "available", lambda: False)
 
 
 def _cells_only(monkeypatch):
@@ -160,7 +161,7 @@ def test_torch_on_without_torch_fails_before_timing(monkeypatch, tmp_path):
 
 def test_unknown_torch_mode_is_refused():
   with pytest.raises(InputError, match="config.torch"):
-    torch_reference.resolve("yes")
+    torch_runtime.resolve("yes")
 
 
 def test_benchmark_times_torch_beside_gitjax(monkeypatch, tmp_path):

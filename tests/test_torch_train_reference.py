@@ -19,6 +19,7 @@ from gitjax import train_inverter
 from gitjax import train_prior
 from gitjax.benchmarks import torch_git_reference
 from gitjax.benchmarks import torch_reference
+from gitjax.benchmarks import torch_runtime
 from gitjax.benchmarks import torch_train_reference as ttr
 from gitjax.benchmarks import train_speed
 from gitjax.errors import InputError
@@ -230,7 +231,7 @@ def test_unsupported_git_settings_are_named(key):
 
 
 def _no_torch(monkeypatch):
-  monkeypatch.setattr(torch_reference, "available", lambda: False)
+  monkeypatch.setattr(torch_runtime, "available", lambda: False)
 
 
 def test_without_torch_results_have_no_torch_keys(monkeypatch, tmp_path):
@@ -274,7 +275,7 @@ def test_train_speed_reads_every_field_and_times_torch(tmp_path):
   config = train_speed_config.get_config("smoke=True")
   results, unread = test_benchmarks.run_tracked(config, tmp_path)
   assert not unread, f"train_speed never reads {sorted(unread)}"
-  if torch_reference.available():
+  if torch_runtime.available():
     for r in results["steps"].values():
       assert r["torch_ms_per_step"] > 0 and r["gitjax_over_torch"] > 0
       assert max(r["torch_check"].values()) < 1e-4

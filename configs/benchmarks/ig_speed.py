@@ -15,6 +15,11 @@ per iteration, ResNet-18 172 ms and 1.5 s, i.e. 36% / 15% / 15% / 14% of
 the matmul rate (target for ResNet-18: 50%, missed on this CPU); 8
 restarts in one program 1.21x faster than 8 separate runs (those figures
 are the best of 1 timed chunk; cells now report the median of ``rounds``).
+Re-measured 2026-12-04 with ``:cpu=True --config.rounds=10`` (idle; the
+replay on XLA's convolutions with forward-over-reverse, the launcher's
+XLA:CPU flag): ConvNet-64 137 / 792 ms (B = 1 / 8), ResNet-18 136 / 332;
+gitjax / PyTorch 1.13 / 0.94 / 1.16 / 0.92; 62% / 86% / 17% / 56% of the
+matmul rate; 8 restarts "map"-ped 1.35x faster than 8 separate runs.
 
 PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
 importable, each cell also times the same IG step in PyTorch, interleaved

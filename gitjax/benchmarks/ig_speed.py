@@ -7,9 +7,11 @@ analysis of the compiled step, and the FLOP/s this achieves as a fraction of
 a large float32 matmul's FLOP/s measured in the same run. Also the cost of R
 restarts in one program, vmapped and ``lax.map``-ped over the trial axis,
 against R sequential single-trial runs. The per-model rows use the engine's
-default trial axis (``engine.trial_axis``: "vmap") and the victims' default
-convolutions (``conv="auto"``: im2col matrix products on CPU); FLOPs are
-counted on the same step with XLA's convolutions (``step_flops``).
+default trial axis (``matching.options``) and the replay's default
+convolutions (``matching.Settings.conv="auto"``: XLA's with
+forward-over-reverse, im2col matrix products with double backprop on CPU;
+results' ``conv``); FLOPs are counted on the same step with XLA's
+convolutions (``step_flops``).
 
 Each (model, batch size) cell is timed over ``config.rounds`` rounds of one
 compiled chunk of ``config.iterations`` steps; ``ms_per_iteration`` is the
@@ -37,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gitjax import client_model
 from gitjax import data as data_lib
 from gitjax import experiments
 from gitjax import models
@@ -45,6 +48,7 @@ from gitjax.attacks import gradient_matching as gm
 from gitjax.attacks import engine
 from gitjax.attacks import matching
 from gitjax.benchmarks import torch_reference
+from gitjax.benchmarks import torch_runtime
 
 
 def matmul_flops_per_s(n: int, repeats: int) -> float:
@@ -70,11 +74,11 @@ def _setup(name, width, batch, image_size, restarts, iterations,
                               num_classes=10, **kw)
   variables = victim_lib.init_variables(victim, jax.random.key(0))
   return setup_problem(victim, variables, batch, restarts, iterations,
-                       trial_axis, second_order)
+                       trial_axis, second_order, conv)
 
 
 def setup_problem(victim, variables, batch, restarts, iterations,
-                  trial_axis="auto", second_order="forward"):
+                  trial_axis="auto", second_order="forward", conv="auto"):
   """(problem, settings, data, carry) of the timed IG step on ``victim``:
   a FedSGD leak of ``batch`` uniform images with known labels, tv 1e-4,
   IG's other defaults, ``restarts`` N(0, 1) starts."""
@@ -88,7 +92,7 @@ def setup_problem(victim, variables, batch, restarts, iterations,
   settings, _ = gm.split_config(
       dict(iterations=iterations, restarts=restarts, chunk=iterations,
            tv=1e-4, progress=False, trial_axis=trial_axis,
-           second_order=second_order), gm.IG_DEFAULTS)
+           second_order=second_order, conv=conv), gm.IG_DEFAULTS)
   problem = matching.make_problem(leak, victim, settings)
   data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
@@ -100,7 +104,7 @@ def chunk_kwargs(problem, settings) -> dict:
   """The static arguments of ``engine.run_chunk`` for the IG step."""
   return dict(loss_fn=problem, project=matching.BoxProjection(),
               tx=matching.transformation(settings),
-              options=matching.options(settings), per_trial=False)
+              options=matching.options(settings, problem), per_trial=False)
 
 
 def time_iterations(name, width, batch, image_size, restarts, iterations,
@@ -135,7 +139,7 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
                                           conv="xla", second_order="reverse")
   step = jax.jit(engine.make_step(problem, matching.BoxProjection(),
                                   matching.transformation(settings),
-                                  matching.options(settings)))
+                                  matching.options(settings, problem)))
   return cost_flops(step.lower(carry, data).compile())
 
 
@@ -184,16 +188,19 @@ def time_cell(name, width, batch, config, with_torch):
   compile_s = time.perf_counter() - t
   rev_kw = None
   if config.compare_second_order:  # The same problem, double backprop.
-    reverse = problem._replace(
-        client=problem.client._replace(second_order="reverse"))
+    client = problem.client
+    kind = client_model.replay_conv("auto", client.victim, "reverse", 1, ())
+    reverse = problem._replace(client=client._replace(
+        second_order="reverse", conv=kind,
+        victim=models.with_conv(client.victim, kind)))
     rev_kw = chunk_kwargs(reverse, settings)
     jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
   step = check = None
   if with_torch:
     step = torch_reference.make_ig_step(problem, settings, data,
                                         carry.vars["x"][0],
-                                        torch_reference.device())
-    with torch_reference.full_precision():
+                                        torch_runtime.device())
+    with torch_runtime.full_precision():
       check = torch_reference.compare(
           f"{name}_w{width}_b{batch}",
           gitjax_probe(problem, data, carry, kw),
@@ -229,10 +236,18 @@ def _row(ours, theirs, flops, ref, compile_s, check, reverse=()) -> dict:
   return row
 
 
+def _replay_convs() -> dict:
+  """The replay's convolutions under each second_order (results' conv)."""
+  v = models.make_victim("convnet", width=2, input_shape=(12, 12, 3),
+                         num_classes=10)
+  return {k: client_model.replay_conv("auto", v, k, 1, ())
+          for k in ("forward", "reverse")}
+
+
 def _torch_setup(config, threads: int) -> dict:
   """torch's threads, version, device and matmul rate (results keys)."""
-  out = torch_reference.setup(threads)
-  rate = torch_reference.matmul_flops_per_s(
+  out = torch_runtime.setup(threads)
+  rate = torch_runtime.matmul_flops_per_s(
       config.matmul_size, config.repeats, out["torch_device"])
   out["torch_matmul_gflop_per_s"] = rate / 1e9
   logging.info("torch %s", out)
@@ -241,14 +256,15 @@ def _torch_setup(config, threads: int) -> dict:
 
 def run(config, workdir):
   del workdir
-  with_torch = torch_reference.resolve(config.torch)  # Before any timing.
+  with_torch = torch_runtime.resolve(config.torch)  # Before any timing.
   threads = config.torch_threads or os.cpu_count()
   ref = matmul_flops_per_s(config.matmul_size, config.repeats)
-  results = {"matmul_size": config.matmul_size,
+  results = {"xla_flags": os.environ.get("XLA_FLAGS", ""),
+             "matmul_size": config.matmul_size,
              "matmul_gflop_per_s": ref / 1e9,
              "image_size": config.image_size,
              "iterations_timed": config.iterations, "rounds": config.rounds,
-             "conv": models.common.resolve_conv("auto"),
+             "conv": _replay_convs(),
              "second_order": config.second_order, "models": {}}
   logging.info("float32 matmul %d: %.1f GFLOP/s", config.matmul_size,
                ref / 1e9)
@@ -284,4 +300,5 @@ def _restarts(config) -> dict:
       sequential_ms_per_iteration=1e3 * r * s_1,
       vmap_speedup_over_sequential=r * s_1 / per_axis["vmap"],
       map_speedup_over_sequential=r * s_1 / per_axis["map"],
-      default_trial_axis=engine.trial_axis(engine.Options()))
+      default_trial_axis=engine.trial_axis(matching.options(
+          *_setup(*args, r, config.iterations)[1::-1])))

@@ -44,7 +44,7 @@ from gitjax import inverter as inverter_lib
 from gitjax import inverter_setup
 from gitjax import layer_trace
 from gitjax.benchmarks import torch_train_reference as ttr
-from gitjax.benchmarks.torch_reference import _torch  # One lazy import.
+from gitjax.benchmarks.torch_runtime import _torch  # One lazy import.
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh")
 

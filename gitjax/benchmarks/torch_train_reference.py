@@ -38,7 +38,7 @@ import jax
 import numpy as np
 
 from gitjax.benchmarks.torch_reference import MismatchError
-from gitjax.benchmarks.torch_reference import _torch  # One lazy import.
+from gitjax.benchmarks.torch_runtime import _torch  # One lazy import.
 
 
 def chw_order(h: int, w: int, c: int) -> np.ndarray:

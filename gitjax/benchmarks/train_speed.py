@@ -56,7 +56,7 @@ from gitjax import train_inverter
 from gitjax import train_prior
 from gitjax.benchmarks import ig_speed
 from gitjax.benchmarks import torch_git_reference
-from gitjax.benchmarks import torch_reference
+from gitjax.benchmarks import torch_runtime
 from gitjax.benchmarks import torch_train_reference as ttr
 from gitjax.errors import InputError
 
@@ -165,7 +165,7 @@ def git_cell(config, with_torch: bool, dev: str) -> Cell:
           state["s"], *data).compile()
     cell.flops = ig_speed.cost_flops(compiled)
     if torch_step is not None:
-      with torch_reference.full_precision():  # Not TF32 on a GPU.
+      with torch_runtime.full_precision():  # Not TF32 on a GPU.
         cell.check = _git_check(setup, step_fn, fresh(state["s"]), data,
                                 torch_step, n)
       cell.theirs = _torch_runner(torch_step.step, dev)
@@ -206,7 +206,7 @@ def wgan_cell(config, with_torch: bool, dev: str) -> Cell:
     reals_t = ttr.nchw(reals, dev)
     ours, ref = {}, {}
     state = jax.tree.map(jnp.copy, init)
-    with torch_reference.full_precision():  # Not TF32 on a GPU.
+    with torch_runtime.full_precision():  # Not TF32 on a GPU.
       for i, tag in enumerate(("", "_after_update")):
         k = jax.random.fold_in(jax.random.key(p.seed + 2), i)
         state, m = train_prior.train_step(mdl, state, reals, k, *args)
@@ -288,10 +288,11 @@ def run(config, workdir):
   unknown = sorted(set(kinds) - set(KINDS))
   if unknown:
     raise InputError(f"config.kinds: unknown {unknown}; known: {KINDS}")
-  with_torch = torch_reference.resolve(config.torch)  # Before any timing.
+  with_torch = torch_runtime.resolve(config.torch)  # Before any timing.
   threads = config.torch_threads or os.cpu_count()
   ref = ig_speed.matmul_flops_per_s(config.matmul_size, config.repeats)
-  results = {"matmul_size": config.matmul_size,
+  results = {"xla_flags": os.environ.get("XLA_FLAGS", ""),
+             "matmul_size": config.matmul_size,
              "matmul_gflop_per_s": ref / 1e9, "rounds": config.rounds,
              "steps_per_round": config.steps_per_round,
              "devices": jax.device_count(), "steps": {}}
@@ -299,9 +300,9 @@ def run(config, workdir):
                ref / 1e9)
   dev = "cpu"
   if with_torch:
-    results.update(torch_reference.setup(threads))
+    results.update(torch_runtime.setup(threads))
     dev = results["torch_device"]
-    results["torch_matmul_gflop_per_s"] = torch_reference.matmul_flops_per_s(
+    results["torch_matmul_gflop_per_s"] = torch_runtime.matmul_flops_per_s(
         config.matmul_size, config.repeats, dev) / 1e9
     logging.info("torch %s", {k: v for k, v in results.items()
                               if k.startswith("torch")})

@@ -1,6 +1,7 @@
 """Victim model registry: ``make_victim(name, **kwargs) -> Victim``."""
 
 import functools
+import inspect
 
 from gitjax.models import common
 from gitjax.models import convnet
@@ -45,3 +46,23 @@ def make_victim(name: str, **kwargs):
     victim = victim._replace(init=common.torch_init(victim.init),
                              config={**victim.config, "init": "torch"})
   return victim
+
+
+def takes_conv(victim) -> bool:
+  """Whether ``victim`` is a registered model with a ``conv`` choice."""
+  make = MODELS.get(victim.name)
+  return make is not None and "conv" in inspect.signature(make).parameters
+
+
+@functools.lru_cache(maxsize=64)
+def with_conv(victim, conv: str):
+  """``victim`` with its convolutions computed by ``conv`` ("xla",
+  "im2col", "auto"): the same parameters and function (``make_victim``);
+  ``victim`` itself when it has no such choice. Cached: the same victim
+  gets the same object, so compiled attack steps are reused across
+  leaks."""
+  if not takes_conv(victim):
+    return victim
+  return make_victim(victim.name, input_shape=tuple(victim.input_shape),
+                     num_classes=victim.num_classes,
+                     **{**victim.config, "conv": conv})

@@ -1,0 +1,67 @@
+"""XLA:CPU options chosen by measurement, set in one documented place.
+
+XLA reads ``XLA_FLAGS`` once, when JAX starts its first backend, so
+``configure()`` must run before any JAX computation. The launchers call it
+(``--xla_cpu_defaults``, on by default); code that embeds gitjax calls it
+itself, first thing::
+
+    from gitjax import xla_cpu
+    xla_cpu.configure()
+
+Nothing sets a flag at import. The flags only change how XLA:CPU computes;
+other backends ignore them.
+
+``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK library
+fusions). jaxlib 0.10.2's default hands convolutions to YNNPACK, whose
+filter gradient ran 3.4x slower than XLA's own (Eigen) convolution on the
+2-core CPU: a 3x3, 32-channel convolution on [32, 32, 32, 32], forward
+3.4 -> 2.2 ms, input gradient 3.4 -> 2.2, filter gradient 15.5 -> 4.5
+(BUILD_NOTES.md, issue 13). Results change by rounding only (1e-6
+relative on that convolution's gradients).
+
+The flag is known to jaxlib 0.10 and 0.11; a jaxlib that does not know a
+flag in ``XLA_FLAGS`` aborts the process, so outside ``SUPPORTED`` nothing
+is added (with a log line).
+"""
+
+import logging
+import os
+
+FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+SUPPORTED = ((0, 10), (0, 12))  # jaxlib versions [low, high).
+
+
+def _backends_started() -> bool:
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  started = getattr(xla_bridge, "backends_are_initialized", None)
+  return bool(started and started())
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  return tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
+
+
+def configure(flags: tuple[str, ...] = FLAGS) -> tuple[str, ...]:
+  """Appends ``flags`` to ``XLA_FLAGS``; returns the ones it added.
+
+  A flag whose name ``XLA_FLAGS`` already names is left as the user set it.
+
+  Raises:
+    RuntimeError: JAX has already started a backend (too late for XLA to
+      read new flags).
+  """
+  if _backends_started():
+    raise RuntimeError("xla_cpu.configure() must run before JAX's first "
+                       "computation: a backend has already started")
+  low, high = SUPPORTED
+  if not low <= _jaxlib_version() < high:
+    logging.info("xla_cpu.configure: jaxlib %s is outside %s; no flags set",
+                 _jaxlib_version(), SUPPORTED)
+    return ()
+  current = os.environ.get("XLA_FLAGS", "")
+  named = {f.split("=", 1)[0] for f in current.split()}
+  added = tuple(f for f in flags if f.split("=", 1)[0] not in named)
+  if added:
+    os.environ["XLA_FLAGS"] = " ".join((current, *added)).strip()
+  return added
