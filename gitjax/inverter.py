@@ -107,28 +107,40 @@ def conv_apply(x, kernel, conv):
   return layer.apply({"params": {"kernel": kernel}}, x)
 
 
+BACK_PROJECTIONS = ("conv", "im2col")
+
+
 def back_project(kernel_grad: jax.Array, deltas: jax.Array,
-                 layer: layer_trace.LayerSpec) -> jax.Array:
+                 layer: layer_trace.LayerSpec,
+                 impl: str = "conv") -> jax.Array:
   """Transposed convolution of error maps with a (per-example) kernel.
 
   Args:
     kernel_grad: [N, k, k, C_in, C_out], one kernel per example.
     deltas: [N, M, H_out, W_out, C_out], M error maps per example.
     layer: the conv layer (geometry).
+    impl: "conv", the convolution's transpose vmapped over the examples'
+      kernels (XLA makes it one grouped convolution), or "im2col", one
+      batched matrix product with the per-example kernels and the adjoint
+      of patch extraction (pads and slices; gitjax's own convolutions
+      only: square stride, integer padding). The GIT training step at the
+      CPU budget ran 187 ms with "conv" against 224 with "im2col" under
+      ``xla_cpu.configure()``'s flag, 271 against 272 without it
+      (2026-12-04; BUILD_NOTES.md, issue 13).
 
   Returns:
     [N, M, H_in, W_in, C_in]: the conv analogue of G @ delta.
-
-  For gitjax's own convolutions (``models.common.Conv``: square stride,
-  integer padding) it is one batched matrix product with the per-example
-  kernels followed by the adjoint of patch extraction (pads and slices),
-  which XLA:CPU runs far faster than the grouped convolution that vmapping
-  a convolution's transpose over per-example kernels makes.
   """
+  if impl not in BACK_PROJECTIONS:
+    raise ValueError(f"unknown back-projection {impl!r}; known: "
+                     f"{BACK_PROJECTIONS}")
   kernel_size, strides, padding, in_dil, k_dil, _ = layer.conv
   n, m = deltas.shape[:2]
-  if isinstance(padding, int) and isinstance(strides, int) and (
-      in_dil, k_dil) == (1, 1):
+  if impl == "im2col":
+    if not (isinstance(padding, int) and isinstance(strides, int)
+            and (in_dil, k_dil) == (1, 1)):
+      raise ValueError("im2col back-projection needs an integer padding "
+                       "and stride and no dilation")
     kh, kw = kernel_size
     c_out = kernel_grad.shape[-1]
     cols = jnp.einsum("nmhwo,nko->nmhwk", deltas,

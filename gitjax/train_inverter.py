@@ -70,9 +70,14 @@ def sample_indices(rng, step, batch: int, num: int) -> jax.Array:
   pos = step.astype(jnp.int32) * batch + jnp.arange(batch)
   epoch, within = pos // num, pos % num
   first = epoch[0]
-  perm_a = jax.random.permutation(jax.random.fold_in(rng, first), num)
-  perm_b = jax.random.permutation(jax.random.fold_in(rng, first + 1), num)
-  return jnp.where(epoch == first, perm_a[within], perm_b[within])
+  perm = lambda e: jax.random.permutation(jax.random.fold_in(rng, e), num)
+  here = perm(first)[within]
+  # The next epoch's permutation only when the batch reaches it (once an
+  # epoch): a permutation of 50,000 took 13 ms of a ~230 ms GIT step.
+  return jax.lax.cond(
+      epoch[-1] > first,
+      lambda: jnp.where(epoch == first, here, perm(first + 1)[within]),
+      lambda: here)
 
 
 def load_dataset(cfg: dict) -> data_lib.Dataset:

@@ -155,11 +155,16 @@ def test_back_project_im2col_equals_the_convolution_transpose(key):
   k1, k2 = jax.random.split(key)
   kernel = jax.random.normal(k1, (2,) + layer.kernel_shape)
   d = jax.random.normal(k2, (2, 3) + layer.output_shape)
-  fast = inverter.back_project(kernel, d, layer)  # im2col (int padding).
+  im2col = inverter.back_project(kernel, d, layer, impl="im2col")
   geometry = list(layer.conv)
   geometry[2] = [(geometry[2], geometry[2])] * 2  # lax padding: the general
-  slow = inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)))
-  np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+  conv = inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)))
+  np.testing.assert_allclose(im2col, conv, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="im2col back-projection needs"):
+    inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)),
+                          impl="im2col")
+  with pytest.raises(ValueError, match="unknown back-projection 'fft'"):
+    inverter.back_project(kernel, d, layer, impl="fft")
 
 
 def test_flat_ablation_matches_git_parameter_count():
