@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gitjax import inverter_layers
 from gitjax import layer_trace
 from gitjax import lti
 from gitjax import victim as victim_lib
@@ -162,8 +163,9 @@ def back_project(kernel_grad: jax.Array, deltas: jax.Array,
 def _conv3(features: int, **kwargs) -> nn.Module:
   """The inverter's 3x3 "same" convolution. XLA's own: at these shapes (32
   channels, 32x32 maps) it ran 10-20% faster than the im2col form the
-  victims use on CPU (measured 2026-12-03)."""
-  return nn.Conv(features, (3, 3), **kwargs)
+  victims use on CPU (measured 2026-12-03); its bias gradient a matrix
+  product (``inverter_layers``)."""
+  return inverter_layers.Conv(features, (3, 3), **kwargs)
 
 
 class ResUnit(nn.Module):
@@ -172,7 +174,7 @@ class ResUnit(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = nn.gelu(nn.LayerNorm()(x))
+    y = nn.gelu(inverter_layers.LayerNorm()(x))
     y = nn.gelu(_conv3(self.width)(y))
     return x + _conv3(self.width, kernel_init=nn.initializers.zeros)(y)
 
@@ -241,10 +243,11 @@ class ConvInverse(nn.Module):
     # Global features enter every conv as a per-channel bias (cheaper than
     # broadcasting them as input channels).
     glob = jnp.concatenate([glob, d_n * math.sqrt(c_out)], -1)
-    bias = lambda: nn.Dense(self.width)(glob)[:, None, None, :]
+    bias = lambda x: inverter_layers.add_per_example(
+        x, nn.Dense(self.width)(glob))
     # Error maps at the layer output, from the previous estimate.
     prev = fit(prev, layer.output_shape)  # [N, H_out, W_out, c]
-    x = nn.gelu(_conv3(self.width)(prev) + bias())
+    x = nn.gelu(bias(_conv3(self.width)(prev)))
     deltas = _conv3(c_out * self.heads)(x)
     deltas = deltas.reshape(n, h_out, w_out, c_out, self.heads)
     deltas = deltas.transpose(0, 4, 1, 2, 3)  # [N, heads, H, W, C_out]
@@ -254,8 +257,8 @@ class ConvInverse(nn.Module):
     up = fit(prev, layer.input_shape)
     # Named as before back_project stopped creating a Conv of its own (then
     # "Conv_2"), so inverters trained earlier still load.
-    x = _conv3(self.width, name="Conv_3")(
-        jnp.concatenate([up, back], -1)) + bias()
+    x = bias(_conv3(self.width, name="Conv_3")(
+        jnp.concatenate([up, back], -1)))
     for _ in range(self.depth):
       x = ResUnit(self.width)(x)
     return x  # [N, H_in, W_in, width]
