@@ -29,11 +29,9 @@ use 1 (``ig_speed``'s docstring). ``:smoke=True``: 8x8 images, widths 2-8,
 2 rounds (72 s on the shared 2-core CPU, most of it compiling the GIT step).
 
 Measured 2026-12-04 with ``:cpu=True --config.rounds=5`` (idle, the
-launcher's XLA:CPU flag; ``--noxla_cpu_defaults`` in brackets): GIT 261 ms
-per step (302), 123 messages/s, torch 140 ms (gitjax/torch 1.89; 2.08);
-WGAN-GP 135 ms (136), 474 real images/s, torch 136 (0.98; 1.03). The GIT
-step is the inverter's forward and backward (214 of 229 ms in isolation;
-its 3x3 convolution gradients, and 27 ms drawing two 50k-permutations).
+launcher's XLA:CPU flag): GIT 235 ms per step, 136 messages/s, torch 157
+ms (gitjax/torch 1.45; 2.08 before the day's changes, BUILD_NOTES.md);
+WGAN-GP 149 ms, 430 real images/s, torch 150 (0.99).
 Earlier, 2026-12-03, with ``:cpu=True`` and ``--config.rounds=3
 --config.torch_threads=1``, each kind in its own run, on the 2-core CPU
 beside a busy training job (rough): GIT 1.30 s per step, 24.7 messages/s,
