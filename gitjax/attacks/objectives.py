@@ -31,7 +31,7 @@ def l1(a, b, weights=None):
 
 def squares(tree) -> list:
   """Per-tensor sums of squares, in leaf order (``cosine``'s ``b_squares``)."""
-  return [jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)]
+  return [jnp.vdot(x, x) for x in jax.tree.leaves(tree)]
 
 
 def cosine(a, b, weights=None, b_squares=None):
@@ -40,8 +40,10 @@ def cosine(a, b, weights=None, b_squares=None):
   ``b_squares`` (``squares(b)``, optional) saves recomputing |b| when ``b``
   is a fixed leak that many steps compare against."""
   la, lb, ws = _pairs(a, b, weights)
-  dot = sum(w * jnp.sum(x * y) for x, y, w in zip(la, lb, ws))
-  na = sum(w * jnp.sum(jnp.square(x)) for x, w in zip(la, ws))
+  # vdot, not sum(x * y): XLA:CPU runs a product where the elementwise
+  # form became a slow windowed reduction (IG step 4-8% faster at B = 1).
+  dot = sum(w * jnp.vdot(x, y) for x, y, w in zip(la, lb, ws))
+  na = sum(w * jnp.vdot(x, x) for x, w in zip(la, ws))
   if b_squares is None:
     b_squares = squares(lb)
   nb = sum(w * q for q, w in zip(b_squares, ws))
