@@ -172,12 +172,15 @@ def test_second_order_kinds_give_the_same_objective_and_gradient(key,
     assert problem.client.conv == want
     assert matching.options(s, problem).trial_axis == (
         "map" if want == "xla" else "auto")
+    assert matching.options(s, problem).constants == (want == "xla")
     got = jax.value_and_grad(lambda x: problem(x, data))(x)
     np.testing.assert_allclose(got[0], out[0][0], rtol=1e-4)
     np.testing.assert_allclose(got[1]["x"], out[0][1]["x"], rtol=1e-3,
                                atol=1e-6)
   with pytest.raises(ValueError, match="unknown conv 'cudnn'"):
     matching.make_settings(conv="cudnn")
+  with pytest.raises(ValueError, match="unknown constants 'yes'"):
+    matching.make_settings(constants="yes")
 
 
 def test_layer_weights_by_name(key):

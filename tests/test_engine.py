@@ -115,3 +115,30 @@ def test_bad_options_and_names_raise():
     optimizers.transformation(schedule_name="cyclic")
   assert optimizers.transformation("adam", 0.1) is optimizers.transformation(
       "adam", 0.1)  # Cached: the compiled step is reused.
+
+
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_data_compiled_in_as_constants_gives_the_same_run(loop):
+  init = jnp.asarray([[5.0], [0.5], [-3.0]])
+  tx = optimizers.transformation("adam", 0.1, 6)
+  target = jnp.asarray([1.0])
+  runs = [engine.optimize(_quadratic, init, tx, target,
+                          options=_opts(iterations=6, chunk=2, loop=loop,
+                                        constants=c))
+          for c in (False, True)]
+  np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-6)
+  assert runs[0][1]["trial_losses"] == pytest.approx(
+      runs[1][1]["trial_losses"], rel=1e-6)
+  # The same arrays find the same program (one compile for every chunk);
+  # optimize frees the leak's programs when it returns.
+  const = engine.Constant({"t": target})
+  assert const == engine.Constant({"t": target})
+  assert const != engine.Constant({"t": jnp.asarray([1.0])})
+  carry = engine.init_carry(init, tx)
+  kw = dict(loss_fn=_quadratic, project=None, tx=tx, per_trial=False,
+            options=_opts(iterations=6, chunk=2, loop="host",
+                          constants=True))
+  engine._one_step.clear_cache()  # pylint: disable=protected-access
+  for _ in range(2):
+    carry, _ = engine.run_chunk(carry, target, 2, **kw)
+  assert engine._one_step._cache_size() == 1  # pylint: disable=protected-access

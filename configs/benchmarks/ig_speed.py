@@ -17,10 +17,10 @@ restarts in one program 1.21x faster than 8 separate runs (those figures
 are the best of 1 timed chunk; cells now report the median of ``rounds``).
 Re-measured 2026-12-04 with ``:cpu=True --config.rounds=10`` (idle; the
 replay on XLA's convolutions with forward-over-reverse, the launcher's
-XLA:CPU flag, the cosine as vdot): ConvNet-64 162 / 923 ms (B = 1 / 8),
-ResNet-18 151 / 378; gitjax / PyTorch 1.08 / 0.92 / 1.04 / 0.89; 55% /
-76% / 16% / 51% of the matmul rate; 8 restarts "map"-ped 1.71x faster
-than 8 separate runs.
+XLA:CPU flag, the cosine as vdot, the leak compiled in as constants):
+ConvNet-64 136 / 874 ms (B = 1 / 8), ResNet-18 127 / 401; gitjax /
+PyTorch 0.91 / 0.86 / 0.85 / 0.92; 65% / 81% / 19% / 48% of the matmul
+rate; 8 restarts "map"-ped 2.04x faster than 8 separate runs.
 
 PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
 importable, each cell also times the same IG step in PyTorch, interleaved
