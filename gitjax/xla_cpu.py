@@ -9,7 +9,10 @@ itself, first thing::
     xla_cpu.configure()
 
 Nothing sets a flag at import. The flags only change how XLA:CPU computes;
-other backends ignore them.
+other backends ignore them. Without ``configure()``, the attack engine's
+compiled steps still get them as per-program compiler options
+(``compiler_options()``, ``jit``), so a library user's attacks are fast
+either way.
 
 ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK library
 fusions). jaxlib 0.10.2's default hands convolutions to YNNPACK, whose
@@ -24,8 +27,11 @@ flag in ``XLA_FLAGS`` aborts the process, so outside ``SUPPORTED`` nothing
 is added (with a log line).
 """
 
+import functools
 import logging
 import os
+
+import jax
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 SUPPORTED = ((0, 10), (0, 12))  # jaxlib versions [low, high).
@@ -65,3 +71,60 @@ def configure(flags: tuple[str, ...] = FLAGS) -> tuple[str, ...]:
   if added:
     os.environ["XLA_FLAGS"] = " ".join((current, *added)).strip()
   return added
+
+
+def compiler_options() -> dict:
+  """``FLAGS`` as per-program compiler options for XLA:CPU programs.
+
+  Empty off the CPU, outside ``SUPPORTED``, and for a flag that
+  ``XLA_FLAGS`` names (``configure()`` ran, or the user's own setting).
+  Call it once JAX runs (it asks for the default backend).
+  """
+  if jax.default_backend() != "cpu":
+    return {}
+  return dict(_options(os.environ.get("XLA_FLAGS", "")))
+
+
+@functools.cache
+def _options(xla_flags: str) -> tuple:
+  low, high = SUPPORTED
+  if not low <= _jaxlib_version() < high:
+    return ()
+  named = {f.split("=", 1)[0] for f in xla_flags.split()}
+  return tuple((f.split("=", 1)[0][2:], f.split("=", 1)[1]) for f in FLAGS
+               if f.split("=", 1)[0] not in named)
+
+
+def jit(**jit_kwargs):
+  """A decorator: ``jax.jit(fn, **jit_kwargs)``, with ``compiler_options()``
+  when there are any (chosen at each call, so importing starts nothing).
+  The result has ``clear_cache()`` and ``cache_size()`` over both."""
+
+  def wrap(fn):
+    plain = jax.jit(fn, **jit_kwargs)
+    tuned = {}
+
+    static = set(jit_kwargs.get("static_argnames", ()))
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+      traced = [v for k, v in kwargs.items() if k not in static]
+      opts = compiler_options()
+      if not opts or any(isinstance(x, jax.core.Tracer)  # Inside a trace:
+                         for x in jax.tree.leaves((args, traced))):
+        return plain(*args, **kwargs)  # only a top-level jit takes options.
+      key = tuple(sorted(opts.items()))
+      if key not in tuned:
+        tuned[key] = jax.jit(fn, compiler_options=opts, **jit_kwargs)
+      return tuned[key](*args, **kwargs)
+
+    def clear_cache():
+      for f in (plain, *tuned.values()):
+        f.clear_cache()
+
+    call.clear_cache = clear_cache
+    call.cache_size = lambda: sum(f._cache_size()  # pylint: disable=protected-access
+                                  for f in (plain, *tuned.values()))
+    return call
+
+  return wrap

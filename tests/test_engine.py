@@ -141,4 +141,4 @@ def test_data_compiled_in_as_constants_gives_the_same_run(loop):
   engine._one_step.clear_cache()  # pylint: disable=protected-access
   for _ in range(2):
     carry, _ = engine.run_chunk(carry, target, 2, **kw)
-  assert engine._one_step._cache_size() == 1  # pylint: disable=protected-access
+  assert engine._one_step.cache_size() == 1  # pylint: disable=protected-access

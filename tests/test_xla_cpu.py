@@ -50,3 +50,34 @@ def test_configure_in_a_started_process_is_an_error():
   jax.numpy.ones(1).block_until_ready()
   with pytest.raises(RuntimeError, match="before JAX's first computation"):
     xla_cpu.configure()
+
+
+def test_compiler_options_unless_xla_flags_name_them(monkeypatch):
+  # The test process runs on the CPU and its XLA_FLAGS do not name them.
+  assert xla_cpu.compiler_options() == {
+      f.split("=", 1)[0][2:]: f.split("=", 1)[1] for f in xla_cpu.FLAGS}
+  monkeypatch.setenv("XLA_FLAGS", " ".join(xla_cpu.FLAGS))
+  assert xla_cpu.compiler_options() == {}
+
+
+def test_jit_compiles_with_the_options_and_clears(key):
+  import jax  # pylint: disable=g-import-not-at-top
+
+  @xla_cpu.jit(static_argnames=("k",))
+  def conv(x, w, k):
+    return k * jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  x = jax.random.normal(key, (2, 5, 5, 3))
+  w = jax.random.normal(key, (3, 3, 3, 4))
+  want = 2.0 * jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  got = jax.grad(lambda w: conv(x, w, k=2.0).sum())(w)
+  ref = jax.grad(lambda w: (2.0 * jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))).sum())(w)
+  assert abs(float((conv(x, w, k=2.0) - want).max())) < 1e-5
+  assert float(abs(got - ref).max()) < 1e-4
+  assert conv.cache_size() >= 1
+  conv.clear_cache()
+  assert conv.cache_size() == 0

@@ -41,6 +41,7 @@ import optax
 import optax.tree_utils as otu
 
 from gitjax import report
+from gitjax import xla_cpu
 
 TRIAL_AXES = ("auto", "vmap", "map")
 LOOPS = ("auto", "device", "host")
@@ -250,7 +251,7 @@ def make_step(loss_fn, project, tx, options: Options, per_trial=False):
 _STATIC = ("loss_fn", "project", "tx", "options", "per_trial", "const")
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@xla_cpu.jit(static_argnames=_STATIC)
 def _device_chunk(carry, data, n, *, loss_fn, project, tx, options,
                   per_trial, const=None):
   data = data if const is None else const.tree
@@ -266,7 +267,7 @@ def _device_chunk(carry, data, n, *, loss_fn, project, tx, options,
   return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@xla_cpu.jit(static_argnames=_STATIC)
 def _one_step(carry, data, *, loss_fn, project, tx, options, per_trial,
               const=None):
   data = data if const is None else const.tree
@@ -296,8 +297,7 @@ def run_chunk(carry, data, n, *, loss_fn, project, tx, options, per_trial):
   return carry, buf
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "per_trial",
-                                             "options", "const"))
+@xla_cpu.jit(static_argnames=("loss_fn", "per_trial", "options", "const"))
 def _finish(carry, data, *, loss_fn, per_trial, options, const=None):
   """Scores the last iterates (after the final step) and picks the best."""
   data = data if const is None else const.tree
