@@ -361,6 +361,17 @@ def replay_conv(conv: str, victim, second_order: str, num_clients: int,
   return models.common.resolve_conv(conv)
 
 
+def with_derivatives(model: ClientModel, second_order: str,
+                     conv: str = "auto") -> ClientModel:
+  """``model`` differentiated by ``second_order``, its convolutions
+  chosen for it (``replay_conv``)."""
+  kind = replay_conv(conv, model.victim, second_order, model.num_clients,
+                     [name for name, _ in model.defenses])
+  victim = model.victim if kind is None else models.with_conv(model.victim,
+                                                               kind)
+  return model._replace(victim=victim, second_order=second_order, conv=kind)
+
+
 def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
               second_order: str = "forward",
               conv: str | None = None) -> tuple[ClientModel, dict]:
@@ -375,17 +386,14 @@ def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
                      f"{protocols.PROTOCOLS}")
   victim_lib.grad_fn(second_order)  # Raises on an unknown name.
   ests = estimate(leak.message, leak.defense, detect)
-  kind = None if conv is None else replay_conv(
-      conv, victim, second_order, leak.num_clients,
-      [e["name"] for e in ests])
-  if kind is not None:
-    victim = models.with_conv(victim, kind)
   model = ClientModel(
       victim=victim, protocol=leak.protocol,
       protocol_config=_freeze(dict(leak.protocol_config)),
       num_clients=int(leak.num_clients),
       defenses=tuple((e["name"], _static_settings(e, style)) for e in ests),
-      style=style, second_order=second_order, conv=kind)
+      style=style, second_order=second_order)
+  if conv is not None:
+    model = with_derivatives(model, second_order, conv)
   arrays = {}
   if style.masks == "pattern" and any(e["name"] in ("prune", "soteria")
                                       for e in ests):

@@ -24,13 +24,17 @@ import jax
 import jax.numpy as jnp
 
 
-def sum_to_channels(g: jax.Array) -> jax.Array:
-  """``g.sum(all axes but the last)`` as a matrix product."""
+def sum_to_channels(g: jax.Array, per_example: bool = False) -> jax.Array:
+  """``g.sum(all axes but the last)`` as a matrix product; with
+  ``per_example``, all but the first and the last ([N, C])."""
+  n = g.shape[0] if per_example else 1
   c = g.shape[-1]
   # The barrier keeps XLA's simplifier from turning the product with a
   # constant row of ones back into a reduction.
-  ones = jax.lax.optimization_barrier(jnp.ones((1, g.size // c), g.dtype))
-  return (ones @ g.reshape(-1, c))[0]
+  ones = jax.lax.optimization_barrier(
+      jnp.ones((n, 1, g.size // (n * c)), g.dtype))
+  out = (ones @ g.reshape(n, -1, c))[:, 0]
+  return out if per_example else out[0]
 
 
 @jax.custom_vjp
@@ -64,10 +68,7 @@ def _add_per_example_fwd(x, b):
 
 
 def _add_per_example_bwd(_, g):
-  n, c = g.shape[0], g.shape[-1]
-  ones = jax.lax.optimization_barrier(jnp.ones((n, 1, g.size // (n * c)),
-                                               g.dtype))
-  return g, (ones @ g.reshape(n, -1, c))[:, 0]
+  return g, sum_to_channels(g, per_example=True)
 
 
 add_per_example.defvjp(_add_per_example_fwd, _add_per_example_bwd)

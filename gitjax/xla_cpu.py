@@ -48,6 +48,21 @@ def _jaxlib_version() -> tuple[int, ...]:
   return tuple(int(p) for p in jaxlib.__version__.split(".")[:2])
 
 
+def _name(flag: str) -> str:
+  return flag.split("=", 1)[0]
+
+
+def _supported() -> bool:
+  low, high = SUPPORTED
+  return low <= _jaxlib_version() < high
+
+
+def _unset(flags: tuple[str, ...], xla_flags: str) -> tuple[str, ...]:
+  """The ``flags`` whose names ``xla_flags`` does not name."""
+  named = {_name(f) for f in xla_flags.split()}
+  return tuple(f for f in flags if _name(f) not in named)
+
+
 def configure(flags: tuple[str, ...] = FLAGS) -> tuple[str, ...]:
   """Appends ``flags`` to ``XLA_FLAGS``; returns the ones it added.
 
@@ -60,14 +75,12 @@ def configure(flags: tuple[str, ...] = FLAGS) -> tuple[str, ...]:
   if _backends_started():
     raise RuntimeError("xla_cpu.configure() must run before JAX's first "
                        "computation: a backend has already started")
-  low, high = SUPPORTED
-  if not low <= _jaxlib_version() < high:
+  if not _supported():
     logging.info("xla_cpu.configure: jaxlib %s is outside %s; no flags set",
                  _jaxlib_version(), SUPPORTED)
     return ()
   current = os.environ.get("XLA_FLAGS", "")
-  named = {f.split("=", 1)[0] for f in current.split()}
-  added = tuple(f for f in flags if f.split("=", 1)[0] not in named)
+  added = _unset(flags, current)
   if added:
     os.environ["XLA_FLAGS"] = " ".join((current, *added)).strip()
   return added
@@ -80,19 +93,22 @@ def compiler_options() -> dict:
   ``XLA_FLAGS`` names (``configure()`` ran, or the user's own setting).
   Call it once JAX runs (it asks for the default backend).
   """
+  return dict(_options())
+
+
+def _options() -> tuple:
+  """``compiler_options()`` as sorted (name, value) pairs (hashable)."""
   if jax.default_backend() != "cpu":
-    return {}
-  return dict(_options(os.environ.get("XLA_FLAGS", "")))
+    return ()
+  return _options_for(os.environ.get("XLA_FLAGS", ""))
 
 
 @functools.cache
-def _options(xla_flags: str) -> tuple:
-  low, high = SUPPORTED
-  if not low <= _jaxlib_version() < high:
+def _options_for(xla_flags: str) -> tuple:
+  if not _supported():
     return ()
-  named = {f.split("=", 1)[0] for f in xla_flags.split()}
-  return tuple((f.split("=", 1)[0][2:], f.split("=", 1)[1]) for f in FLAGS
-               if f.split("=", 1)[0] not in named)
+  return tuple(sorted((_name(f)[2:], f.split("=", 1)[1])
+                      for f in _unset(FLAGS, xla_flags)))
 
 
 def jit(**jit_kwargs):
@@ -103,19 +119,17 @@ def jit(**jit_kwargs):
   def wrap(fn):
     plain = jax.jit(fn, **jit_kwargs)
     tuned = {}
-
     static = set(jit_kwargs.get("static_argnames", ()))
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
       traced = [v for k, v in kwargs.items() if k not in static]
-      opts = compiler_options()
-      if not opts or any(isinstance(x, jax.core.Tracer)  # Inside a trace:
-                         for x in jax.tree.leaves((args, traced))):
+      key = _options()
+      if not key or any(isinstance(x, jax.core.Tracer)  # Inside a trace:
+                        for x in jax.tree.leaves((args, traced))):
         return plain(*args, **kwargs)  # only a top-level jit takes options.
-      key = tuple(sorted(opts.items()))
       if key not in tuned:
-        tuned[key] = jax.jit(fn, compiler_options=opts, **jit_kwargs)
+        tuned[key] = jax.jit(fn, compiler_options=dict(key), **jit_kwargs)
       return tuned[key](*args, **kwargs)
 
     def clear_cache():

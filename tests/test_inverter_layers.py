@@ -56,6 +56,8 @@ def test_auto_names_match_flax_inside_a_module(key):
 def test_sum_to_channels():
   g = jnp.arange(24.0).reshape(2, 3, 4)
   np.testing.assert_allclose(il.sum_to_channels(g), g.sum((0, 1)))
+  np.testing.assert_allclose(il.sum_to_channels(g, per_example=True),
+                             g.sum(1))
 
 
 def test_add_per_example_and_its_gradient(key):

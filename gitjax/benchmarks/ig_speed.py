@@ -188,11 +188,8 @@ def time_cell(name, width, batch, config, with_torch):
   compile_s = time.perf_counter() - t
   rev_kw = None
   if config.compare_second_order:  # The same problem, double backprop.
-    client = problem.client
-    kind = client_model.replay_conv("auto", client.victim, "reverse", 1, ())
-    reverse = problem._replace(client=client._replace(
-        second_order="reverse", conv=kind,
-        victim=models.with_conv(client.victim, kind)))
+    reverse = problem._replace(client=client_model.with_derivatives(
+        problem.client, "reverse"))
     rev_kw = chunk_kwargs(reverse, settings)
     jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
   step = check = None
