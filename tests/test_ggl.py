@@ -113,6 +113,25 @@ def test_attack_improves_objective(optimizer, budget):
   assert rec.info["defense_estimate"][0]["name"] == "prune"
 
 
+def test_adam_restarts_keep_the_lowest_loss():
+  """R restarts: the first start is the single run's, and the answer is the
+  trial whose kept loss is lowest (so never worse than that run)."""
+  gen, gv, vic, _, _, lk = _setup()
+  cfg = dict(optimizer="adam", budget=30, log_every=0, kl_weight=0.1,
+             population_map="map")
+  one = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  three = ggl.reconstruct(lk, vic, gen, gv, dict(cfg, restarts=3),
+                          jax.random.key(4))
+  assert three.info["loss"] <= one.info["loss"] + 1e-6
+  assert three.images.shape == one.images.shape
+  for how in ("map", "vmap"):
+    again = ggl.reconstruct(lk, vic, gen, gv,
+                            dict(cfg, restarts=3, population_map=how),
+                            jax.random.key(4))
+    np.testing.assert_allclose(again.info["loss"], three.info["loss"],
+                               rtol=1e-4)
+
+
 def test_config_errors():
   gen, gv, vic, _, _, lk = _setup()
   bad_settings = [
@@ -122,6 +141,9 @@ def test_config_errors():
       (dict(noise_mode="fresh"), "unknown ggl noise_mode 'fresh'"),
       (dict(recommend="median"), "unknown ggl recommend 'median'"),
       (dict(latent="ball"), "unknown ggl latent 'ball'"),
+      (dict(restarts=0), "ggl restarts=0: a count >= 1"),
+      (dict(restarts=2.0), "ggl restarts=2.0: a count >= 1"),
+      (dict(optimizer="cmaes", restarts=2), "only with optimizer='adam'"),
   ]
   for settings, match in bad_settings:
     with pytest.raises(ValueError, match=match):
