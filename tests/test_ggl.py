@@ -113,6 +113,21 @@ def test_attack_improves_objective(optimizer, budget):
   assert rec.info["defense_estimate"][0]["name"] == "prune"
 
 
+def test_pattern_masks_use_the_observed_zeros():
+  """masks="pattern": the trial gradient keeps exactly the observed nonzero
+  pattern, so the true latent's loss is the KL term alone; "rate" prunes
+  the trial gradient by its own magnitudes."""
+  gen, gv, vic, _, _, lk = _setup([dict(name="prune", rate=0.5)])
+  z = jax.random.normal(jax.random.key(2), (1, 4)).reshape(-1)
+  key = jax.random.key(0)
+  for masks in ("pattern", "rate"):
+    prob = ggl.make_problem(lk, vic, gen, gv, dict(masks=masks))
+    assert float(prob.loss(z, key)) < 1e-8
+  cfg = dict(optimizer="adam", budget=30, log_every=0, masks="pattern")
+  rec = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  assert rec.info["loss"] < 0.5 * rec.info["initial_loss"]
+
+
 def test_adam_restarts_keep_the_lowest_loss():
   """R restarts: the first start is the single run's, and the answer is the
   trial whose kept loss is lowest (so never worse than that run)."""
@@ -141,6 +156,7 @@ def test_config_errors():
       (dict(noise_mode="fresh"), "unknown ggl noise_mode 'fresh'"),
       (dict(recommend="median"), "unknown ggl recommend 'median'"),
       (dict(latent="ball"), "unknown ggl latent 'ball'"),
+      (dict(masks="topk"), "unknown ggl masks 'topk'"),
       (dict(restarts=0), "ggl restarts=0: a count >= 1"),
       (dict(restarts=2.0), "ggl restarts=2.0: a count >= 1"),
       (dict(optimizer="cmaes", restarts=2), "only with optimizer='adam'"),

@@ -76,6 +76,10 @@ DEFAULTS = dict(
     lr_rampup=0.05,
     lr_rampdown=0.25,
     noise_mode="none",  # "none" | "add": fresh noise of the known sigma.
+    # Pruning and Soteria on the trial gradient: "rate" (prune each tensor
+    # at the observed fraction of zeros, GGL's code) or "pattern" (keep the
+    # observed nonzero pattern, as gradient matching does).
+    masks="rate",
     detect_defense=True,  # Guess prune/Soteria when the defense is unknown.
     label_method="auto",
     bo_n_init=256,
@@ -123,9 +127,10 @@ class Problem(NamedTuple):
   client: client_model.ClientModel  # With the defense estimate.
 
 
-def style(noise_mode: str = "none") -> client_model.Style:
+def style(noise_mode: str = "none", masks: str = "rate"
+          ) -> client_model.Style:
   """GGL's model of the client's defense (see ``client_model``)."""
-  return client_model.Style(masks="rate", norms="observed", noise=noise_mode,
+  return client_model.Style(masks=masks, norms="observed", noise=noise_mode,
                             exact=True)
 
 
@@ -144,10 +149,12 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   _check("population_map", cfg["population_map"], ("vmap", "map"))
   _check("recommend", cfg["recommend"], ("best", "mean"))
   _check("latent", cfg["latent"], LATENTS)
+  _check("masks", cfg["masks"], ("rate", "pattern"))
   ys, _ = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
   client, arrays = client_model.from_leak(leak, victim,
-                                          style(cfg["noise_mode"]),
+                                          style(cfg["noise_mode"],
+                                                cfg["masks"]),
                                           detect=cfg["detect_defense"])
   dist = objectives.distance(cfg["distance"])
   n_tensors = len(jax.tree.leaves(leak.message))

@@ -68,8 +68,10 @@ def run(config, workdir):
     cases = experiments.make_cases(cfg, dataset, count)
     if "cmaes_generation_timing" not in results and main == "ggl":
       results["cmaes_generation_timing"] = _timing(cases[0], config)
-    runs = compare.run_attacks(cases, blocks, keys)
+    # A case may also set attack fields (GGL's mask model under pruning).
+    runs = compare.run_attacks(cases, compare.attack_blocks(cfg), keys)
     row = {"spec": experiments.plain(cfg.leak.defense),
+           "attack_overrides": experiments.plain(overrides).get("attack", {}),
            "observed_grad_norm_mean": float(np.mean(
                [_norm(c.leak.message) for c in cases]))}
     grid = [np.stack([compare.truth_images(c)[0] for c in cases])]
