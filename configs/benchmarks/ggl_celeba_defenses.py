@@ -27,10 +27,12 @@ scale).
 
 Budgets. GPU: 16 images, ResNet-18 width 64, CMA-ES 800 generations, IG
 8000 iterations. CPU (``:cpu=True``): 8 images, width 32, GGL's Adam (its
-code's other optimizer: 2,500 steps, KL weight 0.1; 140-280 s per image
-on one core, pruning the slowest), IG 500 iterations; 2 h 21 min on one
-core, so it was run as the two halves above, one per core, 67 and 74 min
-wall. Measured 2026-12-04 (``runs/s13``), psnr_ggl GGL / IG: noise 2.56 /
+code's other optimizer: 2,500 steps, KL weight 0.1; 140-220 s per image
+on one core), IG 500 iterations. The measured halves took 67 and 74 min,
+one core each (2 h 21 min in all); with the pattern mask model under
+pruning (below), which halves that case's 279 s per image, the whole
+benchmark is about 2 h 3 min on one core (estimated, not run in one
+piece), or about 67 and 56 min as the two halves on two cores. Measured 2026-12-04 (``runs/s13``), psnr_ggl GGL / IG: noise 2.56 /
 0.25, clipping 12.60 / 20.49, pruning 10.76 / 10.28, Soteria 12.49 /
 20.21; LPIPS 0.33-0.57 against IG's 0.13-0.81 (pruning there with GGL's
 rate model of the mask). Then pruning with ``masks="pattern"`` (the
