@@ -8,7 +8,7 @@ trained DCGAN) and each ``config.baselines`` block (IG) on the same leak,
 and score with ``experiments.evaluate`` on [0, 1] (PSNR, SSIM, LPIPS) and on
 GGL's [-1, 1] scale (``psnr_ggl``). Also times one CMA-ES generation: the
 population in one vmapped call, in one lax.map call, and one call per
-candidate (under the first defense).
+candidate (under the first defense, with that case's attack settings).
 """
 
 import logging
@@ -67,7 +67,7 @@ def run(config, workdir):
                                      f"config.bench.cases.{name}")
     cases = experiments.make_cases(cfg, dataset, count)
     if "cmaes_generation_timing" not in results and main == "ggl":
-      results["cmaes_generation_timing"] = _timing(cases[0], config)
+      results["cmaes_generation_timing"] = _timing(cases[0], cfg)
     # A case may also set attack fields (GGL's mask model under pruning).
     runs = compare.run_attacks(cases, compare.attack_blocks(cfg), keys)
     row = {"spec": experiments.plain(cfg.leak.defense),
