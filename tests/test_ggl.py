@@ -113,6 +113,26 @@ def test_attack_improves_objective(optimizer, budget):
   assert rec.info["defense_estimate"][0]["name"] == "prune"
 
 
+def test_signed_step_adam_improves_objective():
+  """GGL's CelebA Adam (inversefed): signed steps, x0.1 at 3/8, 5/8, 7/8,
+  the squared distance summed over tensors."""
+  gen, gv, vic, _, _, lk = _setup()
+  cfg = dict(optimizer="adam", budget=40, log_every=0, kl_weight=0.1,
+             schedule="step", signed=True, l2_mean=False)
+  rec = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  assert rec.info["loss"] < 0.5 * rec.info["initial_loss"]
+
+
+def test_l2_mean_averages_the_distance_over_tensors():
+  gen, gv, vic, _, _, lk = _setup()
+  z = jax.random.normal(jax.random.key(5), (4,))
+  key = jax.random.key(0)
+  mean = ggl.make_problem(lk, vic, gen, gv, dict(l2_mean=True)).loss(z, key)
+  total = ggl.make_problem(lk, vic, gen, gv, dict(l2_mean=False)).loss(z, key)
+  n = len(jax.tree.leaves(lk.message))
+  np.testing.assert_allclose(float(total), n * float(mean), rtol=1e-5)
+
+
 def test_pattern_masks_use_the_observed_zeros():
   """masks="pattern": the trial gradient keeps exactly the observed nonzero
   pattern, so the true latent's loss is the KL term alone; "rate" prunes
@@ -157,6 +177,9 @@ def test_config_errors():
       (dict(recommend="median"), "unknown ggl recommend 'median'"),
       (dict(latent="ball"), "unknown ggl latent 'ball'"),
       (dict(masks="topk"), "unknown ggl masks 'topk'"),
+      (dict(schedule="linear"), "unknown ggl schedule 'linear'"),
+      (dict(signed="yes"), "unknown ggl signed 'yes'"),
+      (dict(l2_mean=None), "unknown ggl l2_mean None"),
       (dict(restarts=0), "ggl restarts=0: a count >= 1"),
       (dict(restarts=2.0), "ggl restarts=2.0: a count >= 1"),
       (dict(optimizer="cmaes", restarts=2), "only with optimizer='adam'"),

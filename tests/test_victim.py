@@ -133,6 +133,30 @@ def test_torch_init_redraws_dense_and_conv_like_pytorch(key):
     models.make_victim("mlp", init="xavier")
 
 
+def test_torchvision_init_draws_conv_kernels_by_fan_out(key):
+  """inversefed's ResNet-18 (GGL's and IG's victim): conv kernels from
+  N(0, 2 / (kh kw out)), the head as PyTorch's Linear."""
+  v = models.make_victim("resnet18", input_shape=(8, 8, 3), num_classes=2,
+                         width=4, init="torchvision")
+  assert v.config["init"] == "torchvision"
+  params = victim_lib.init_variables(v, key)["params"]
+  kernels = [(path, leaf) for path, leaf in
+             jax.tree_util.tree_leaves_with_path(params)
+             if leaf.ndim == 4]
+  assert kernels
+  for path, k in kernels:
+    want = np.sqrt(2.0 / (k.shape[0] * k.shape[1] * k.shape[3]))
+    got = float(jnp.std(k))
+    assert 0.6 * want < got < 1.4 * want, (path, got, want)
+  head = [leaf for leaf in jax.tree.leaves(params) if leaf.ndim == 2]
+  assert len(head) == 1
+  bound = 1.0 / np.sqrt(head[0].shape[0])
+  assert float(jnp.max(jnp.abs(head[0]))) <= bound
+  with pytest.raises(ValueError, match="unknown conv_kernels 'x'"):
+    from gitjax.models import common
+    common.torch_init(v.init, "x")
+
+
 @pytest.mark.parametrize("kernel,stride,padding", [
     ((3, 3), 1, 1), ((5, 5), 2, 2), ((1, 1), 2, 0), ((3, 3), 2, 0)])
 def test_im2col_conv_matches_xla_to_second_order(kernel, stride, padding,

@@ -53,6 +53,19 @@ candidate as answer). ``--config.attack.restarts=4`` (Adam from 4 latents,
 the lowest loss kept) did not help at width 16 (2 images, clipping: 9.39
 at 4 x 1,000 steps against 10.10 at 1 x 2,500).
 
+Noise and the victim's init: with PyTorch's default init (used here) a
+sigma = 0.1 leak resolves only 36-63 of the latent's 128 directions, and
+even the linear-Gaussian posterior would score about 9.6 dB (Fisher
+analysis, BUILD_NOTES.md). GGL's code attacks inversefed's ResNet-18,
+whose convolutions are drawn by fan-out (``--config.victim.init=torchvision``;
+gradient 8-11x larger). There, on the same 8 images (2026-12-04; noise and
+clipping only), GGL scored 8.46 under noise with CMA-ES
+(``--config.attack.optimizer=cmaes --config.attack.budget=200
+--config.attack.kl_weight=0``) and 12.18 under the then-active clipping
+with its CelebA code's Adam (``--config.attack.schedule=step
+--config.attack.signed=True --config.attack.l2_mean=False``); IG 2.23 /
+6.35.
+
 ``cases=clip-prune`` runs only the named defenses.
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is GGL,
@@ -82,7 +95,8 @@ def get_config(arg=None):
   del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="ggl", generator_dir=arg.generator_dir,
                        optimizer="cmaes", budget=800, population=50,
-                       restarts=1, masks="rate",
+                       restarts=1, masks="rate", schedule="ggl",
+                       signed=False, l2_mean=True,
                        sigma=1.0, recommend="mean",
                        population_map="vmap", distance="l2", kl_weight=0.0,
                        noise_mode="none", log_every=100)

@@ -75,6 +75,16 @@ DEFAULTS = dict(
     restarts=1,
     lr_rampup=0.05,
     lr_rampdown=0.25,
+    # Adam's schedule: "ggl" (the ramp above, GGL's BigGAN code) or one of
+    # ``optimizers.SCHEDULES`` ("step": x0.1 at 3/8, 5/8, 7/8, GGL's CelebA
+    # code through inversefed); ``signed`` steps on the gradient's sign, as
+    # that CelebA code does.
+    schedule="ggl",
+    signed=False,
+    # The squared-l2 distance averaged over tensors (GGL's CMA-ES/BO loss)
+    # or summed (``False``; its CelebA Adam, inversefed's cost), which sets
+    # the distance's weight against the KL term.
+    l2_mean=True,
     noise_mode="none",  # "none" | "add": fresh noise of the known sigma.
     # Pruning and Soteria on the trial gradient: "rate" (prune each tensor
     # at the observed fraction of zeros, GGL's code) or "pattern" (keep the
@@ -150,6 +160,9 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   _check("recommend", cfg["recommend"], ("best", "mean"))
   _check("latent", cfg["latent"], LATENTS)
   _check("masks", cfg["masks"], ("rate", "pattern"))
+  _check("schedule", cfg["schedule"], ("ggl",) + optimizers.SCHEDULES)
+  _check("signed", cfg["signed"], (True, False))
+  _check("l2_mean", cfg["l2_mean"], (True, False))
   ys, _ = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
   client, arrays = client_model.from_leak(leak, victim,
@@ -176,7 +189,7 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
     z = inputs(z_flat)
     g = client.message(params, state, generate(z), ys, arrays, key)
     d = dist(g, observed)
-    if cfg["distance"] == "l2":
+    if cfg["distance"] == "l2" and cfg["l2_mean"]:
       d = d / n_tensors  # GGL averages the squared distance over tensors.
     return d + cfg["kl_weight"] * kl_divergence(z)
 
@@ -197,7 +210,7 @@ def population_loss(loss: Callable, how: str = "vmap") -> Callable:
 def _check(field: str, value, known: tuple):
   if value not in known:
     raise ValueError(f"unknown ggl {field} {value!r}; known: "
-                     f"{', '.join(known)}")
+                     f"{', '.join(map(str, known))}")
 
 
 class SearchResult(NamedTuple):
@@ -242,9 +255,10 @@ def cmaes(batched_loss: Callable, x0: jax.Array, key, *, generations: int,
 
 def adam(loss: Callable, x0: jax.Array, key, *, steps: int, lr: float = 0.1,
          rampup: float = 0.05, rampdown: float = 0.25, log_every: int = 0,
-         fresh_keys: bool = False, trial_axis: str = "auto"
-         ) -> SearchResult:
-  """Adam on ``loss(x, key)`` with GGL's learning-rate ramp; keeps the best.
+         fresh_keys: bool = False, trial_axis: str = "auto",
+         schedule: str = "ggl", signed: bool = False) -> SearchResult:
+  """Adam on ``loss(x, key)`` with GGL's learning-rate ramp (or another
+  ``schedule``, on the gradient's sign when ``signed``); keeps the best.
 
   ``x0`` is one start [d] or R starts [R, d] (restarts, run side by side;
   the answer is the trial with the lowest loss). Runs in
@@ -252,7 +266,14 @@ def adam(loss: Callable, x0: jax.Array, key, *, steps: int, lr: float = 0.1,
   step (fresh noise for ``noise_mode="add"``). ``trial_axis`` is the
   engine's: how the restarts share a step.
   """
-  tx = optax.adam(optimizers.ggl_ramp(steps, lr, rampup, rampdown))
+  if schedule == "ggl":
+    sched = optimizers.ggl_ramp(steps, lr, rampup, rampdown)
+  else:
+    optimizers.check("adam", schedule, "none")
+    sched = optimizers.schedule(schedule, lr, steps)
+  tx = optax.adam(sched)
+  if signed:
+    tx = optax.chain(optax.scale_by_sign(), tx)
   loss_fn = lambda v, k: loss(v, k)
   refresh = None
   if fresh_keys:
@@ -316,7 +337,8 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
                rampup=cfg["lr_rampup"], rampdown=cfg["lr_rampdown"],
                log_every=cfg["log_every"],
                fresh_keys=cfg["noise_mode"] == "add",
-               trial_axis=cfg["population_map"])
+               trial_axis=cfg["population_map"],
+               schedule=cfg["schedule"], signed=bool(cfg["signed"]))
   else:
     raise ValueError(f"unknown ggl optimizer {opt!r}; known: cmaes, bo, "
                      "adam")

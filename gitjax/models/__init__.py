@@ -23,9 +23,12 @@ MODELS = {
 def make_victim(name: str, **kwargs):
   """Builds a registered victim; kwargs are the model's config fields.
 
-  ``init`` ("flax", the default, or "torch") picks how ``victim.init`` draws
-  the parameters: Flax's initializers, or PyTorch's defaults for Dense and
-  Conv layers (``common.torch_init``), which published attack numbers use.
+  ``init`` ("flax", the default, "torch" or "torchvision") picks how
+  ``victim.init`` draws the parameters: Flax's initializers, PyTorch's
+  defaults for Dense and Conv layers (``common.torch_init``), which published
+  attack numbers use, or those with torchvision's ResNet convolutions
+  (N(0, 2 / fan_out), the init of inversefed's ResNet-18 that Inverting
+  Gradients' and GGL's code attack).
   The convolutional victims (lenet, convnet, resnet*) also take ``conv``:
   "auto" (the default: "im2col" on CPU, "xla" elsewhere), "xla" or "im2col";
   it changes how convolutions are computed, never the parameters or the
@@ -42,9 +45,11 @@ def make_victim(name: str, **kwargs):
     victim = MODELS[name](**kwargs)
   except TypeError as e:
     raise ValueError(f"bad config for model {name!r}: {e}") from None
-  if init == "torch":
-    victim = victim._replace(init=common.torch_init(victim.init),
-                             config={**victim.config, "init": "torch"})
+  if init != "flax":
+    conv_kernels = "kaiming_fan_out" if init == "torchvision" else "uniform"
+    victim = victim._replace(
+        init=common.torch_init(victim.init, conv_kernels),
+        config={**victim.config, "init": init})
   return victim
 
 
