@@ -58,13 +58,13 @@ sigma = 0.1 leak resolves only 36-63 of the latent's 128 directions, and
 even the linear-Gaussian posterior would score about 9.6 dB (Fisher
 analysis, BUILD_NOTES.md). GGL's code attacks inversefed's ResNet-18,
 whose convolutions are drawn by fan-out (``--config.victim.init=torchvision``;
-gradient 8-11x larger). There, on the same 8 images (2026-12-04; noise and
-clipping only), GGL scored 8.46 under noise with CMA-ES
-(``--config.attack.optimizer=cmaes --config.attack.budget=200
---config.attack.kl_weight=0``) and 12.18 under the then-active clipping
-with its CelebA code's Adam (``--config.attack.schedule=step
---config.attack.signed=True --config.attack.l2_mean=False``); IG 2.23 /
-6.35.
+gradient 8-11x larger). There, on the same 8 images (2026-12-04), GGL
+scored 8.46 under noise with CMA-ES (``--config.attack.optimizer=cmaes
+--config.attack.budget=200 --config.attack.kl_weight=0``) and 12.18 under
+the then-active clipping with its CelebA code's Adam
+(``--config.attack.schedule=step --config.attack.signed=True
+--config.attack.l2_mean=False``), IG 2.23 / 6.35; that Adam scored 8.82
+under pruning and 10.66 under Soteria.
 
 ``cases=clip-prune`` runs only the named defenses.
 

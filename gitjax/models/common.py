@@ -133,7 +133,7 @@ def torch_init(init_fn, conv_kernels: str = "uniform"):
   cosine loss of ~2e-4 against ~0.15 under Flax's lecun_normal kernels and
   zero biases; on a width-32 ResNet-18 the fan-out init makes the
   gradient 8-11x larger (against the same defense noise) and its
-  sensitivity to a generator's latent 30-50x larger (BUILD_NOTES.md).
+  sensitivity to a generator's latent 25-50x larger (BUILD_NOTES.md).
   """
   if conv_kernels not in ("uniform", "kaiming_fan_out"):
     raise ValueError(f"unknown conv_kernels {conv_kernels!r}; known: "
