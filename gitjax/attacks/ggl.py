@@ -160,7 +160,7 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
   _check("recommend", cfg["recommend"], ("best", "mean"))
   _check("latent", cfg["latent"], LATENTS)
   _check("masks", cfg["masks"], ("rate", "pattern"))
-  _check("schedule", cfg["schedule"], ("ggl",) + optimizers.SCHEDULES)
+  _check("schedule", cfg["schedule"], optimizers.SCHEDULES)  # Has "ggl".
   _check("signed", cfg["signed"], (True, False))
   _check("l2_mean", cfg["l2_mean"], (True, False))
   ys, _ = labels_lib.from_leak_with_fallback(
