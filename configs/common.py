@@ -17,8 +17,9 @@ def smoke_image_size(generator_dir: str) -> int:
 
 
 def select_cases(cases: mlc.ConfigDict, names: str) -> mlc.ConfigDict:
-  """The cases named in ``names`` ("clip-prune"), in that order; all of
-  them when ``names`` is empty (config arg ``cases``)."""
+  """The cases named in ``names`` ("clip-prune"); all of them when
+  ``names`` is empty (config arg ``cases``). A ConfigDict keeps its keys
+  sorted, so they run in name order whatever order ``names`` gives."""
   if not names:
     return cases
   wanted = names.split("-")

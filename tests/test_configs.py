@@ -46,6 +46,11 @@ def test_cases_arg_selects_a_sweep_subset_or_names_the_unknown_one():
   with pytest.raises(ValueError, match="config arg 'cases': unknown dp; "
                      "known: clip, noise, prune, soteria"):
     ggl_celeba_defenses.get_config("cases=clip-dp")
+  from configs.benchmarks import gismn_cifar10
+  assert list(gismn_cifar10.get_config("cases=b8-b1").bench.cases) == [
+      "b1", "b8"]
+  with pytest.raises(ValueError, match="unknown b2; known: b1, b1_noise, "):
+    gismn_cifar10.get_config("cases=b2")
 
 
 def test_victim_arg_reaches_every_inverter_of_the_git_benchmark():

@@ -12,6 +12,7 @@ from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import bo
 from gitjax.attacks import ggl
+from gitjax.attacks import optimizers
 
 
 def _setup(defense=(), key=0):
@@ -121,6 +122,23 @@ def test_signed_step_adam_improves_objective():
              schedule="step", signed=True, l2_mean=False)
   rec = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
   assert rec.info["loss"] < 0.5 * rec.info["initial_loss"]
+
+
+def test_ggl_ramp_fractions_reach_the_shared_optimizer():
+  """GGL's ramp (lr up over the first 10%, down over the last 20% here)
+  through ``optimizers.transformation``, the one ``ggl.adam`` runs."""
+  sched = optimizers.schedule("ggl", 0.5, 100, ramp=(0.1, 0.2))
+  np.testing.assert_allclose(
+      [float(sched(t)) for t in (0, 5, 10, 50, 80, 90, 100)],
+      [0.0, 0.25, 0.5, 0.5, 0.5, 0.25, 0.0], atol=1e-6)
+  assert (optimizers.transformation("adam", 0.5, 100, schedule_name="ggl",
+                                    ramp=(0.1, 0.2))
+          is optimizers.transformation("adam", 0.5, 100, schedule_name="ggl",
+                                       ramp=(0.1, 0.2)))
+  loss = lambda v, k: jnp.sum((v - 3.0) ** 2)
+  res = ggl.adam(loss, jnp.zeros((2,)), jax.random.key(0), steps=200,
+                 lr=0.5, rampup=0.1, rampdown=0.2)
+  np.testing.assert_allclose(np.asarray(res.z), [3.0, 3.0], atol=0.05)
 
 
 def test_l2_mean_averages_the_distance_over_tensors():

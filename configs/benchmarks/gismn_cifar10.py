@@ -23,9 +23,10 @@ Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net;
 ``bench``: ``num_batches`` per case and ``cases`` (each sets
 ``data.batch_size`` and ``leak.defense``, which the base config leaves
-out). As in the measured runs: batch j of a case with B images is sampled
-with seed 100 j + B, its leak key is ``seed + 1 + j`` = 10 + j, every
-attack's key ``seed + 11 + j`` = 20 + j.
+out); ``cases=b1-b8`` runs only the named cases. As in the measured
+runs: batch j of a case with B images is sampled with seed 100 j + B, its
+leak key is ``seed + 1 + j`` = 10 + j, every attack's key ``seed + 11 + j``
+= 20 + j.
 """
 
 from configs import common
@@ -34,7 +35,8 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/cifar10",
-                         generator_dir=common.SHIPPED_PRIORS["cifar10"])
+                         generator_dir=common.SHIPPED_PRIORS["cifar10"],
+                         cases="")
   config = common.base_config()
   config.benchmark = "gismn_cifar10"
   config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
@@ -59,6 +61,7 @@ def get_config(arg=None):
               defense=[dict(name="prune", rate=0.9)])),
           b1_noise=dict(data=dict(batch_size=1), leak=dict(
               defense=[dict(name="gaussian", sigma=0.01)]))))
+  config.bench.cases = common.select_cases(config.bench.cases, arg.cases)
   if arg.cpu:
     config.victim.width = 8
     config.attack.steps = 1200

@@ -29,7 +29,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from gitjax import attacks
 from gitjax import client_model
@@ -266,14 +265,9 @@ def adam(loss: Callable, x0: jax.Array, key, *, steps: int, lr: float = 0.1,
   step (fresh noise for ``noise_mode="add"``). ``trial_axis`` is the
   engine's: how the restarts share a step.
   """
-  if schedule == "ggl":
-    sched = optimizers.ggl_ramp(steps, lr, rampup, rampdown)
-  else:
-    optimizers.check("adam", schedule, "none")
-    sched = optimizers.schedule(schedule, lr, steps)
-  tx = optax.adam(sched)
-  if signed:
-    tx = optax.chain(optax.scale_by_sign(), tx)
+  tx = optimizers.transformation("adam", lr, steps, signed=signed,
+                                 schedule_name=schedule,
+                                 ramp=(rampup, rampdown))
   loss_fn = lambda v, k: loss(v, k)
   refresh = None
   if fresh_keys:

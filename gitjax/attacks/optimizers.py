@@ -39,13 +39,14 @@ def ggl_ramp(iterations: int, lr: float, rampup: float = 0.05,
   return fn
 
 
-def schedule(name: str, lr: float, iterations: int,
-             warmup: int = 0) -> optax.Schedule:
+def schedule(name: str, lr: float, iterations: int, warmup: int = 0,
+             ramp: tuple[float, float] = (0.05, 0.25)) -> optax.Schedule:
   """The learning-rate schedule called ``name``.
 
   "step": x0.1 at 3/8, 5/8 and 7/8 of the iterations (breaching's step-lr
-  milestones); "cosine": cosine decay to 0; "constant"; "ggl": GGL's ramp.
-  ``warmup`` multiplies by a linear ramp over the first steps.
+  milestones); "cosine": cosine decay to 0; "constant"; "ggl": GGL's ramp,
+  up over the first ``ramp[0]`` and down over the last ``ramp[1]`` of the
+  iterations. ``warmup`` multiplies by a linear ramp over the first steps.
   """
   n = iterations
   if name == "step":
@@ -54,7 +55,7 @@ def schedule(name: str, lr: float, iterations: int,
   elif name == "cosine":
     base = optax.cosine_decay_schedule(lr, n)
   elif name == "ggl":
-    base = ggl_ramp(n, lr)
+    base = ggl_ramp(n, lr, *ramp)
   else:
     base = optax.constant_schedule(lr)
   if warmup <= 0:
@@ -68,7 +69,7 @@ def transformation(optimizer: str = "adam", lr: float = 0.1,
                    schedule_name: str = "constant", warmup: int = 0,
                    grad_clip: float = 0.0, lbfgs_memory: int = 10,
                    linesearch: str = "zoom", langevin: float = 0.0,
-                   seed: int = 0) -> optax.GradientTransformationExtraArgs:
+                   seed: int = 0, ramp: tuple[float, float] = (0.05, 0.25)) -> optax.GradientTransformationExtraArgs:
   """The optax transformation these names describe (cached).
 
   Args:
@@ -85,9 +86,10 @@ def transformation(optimizer: str = "adam", lr: float = 0.1,
     langevin: scale of Gaussian noise added to each update (GradInversion's
       Langevin step; ``optax.add_noise``, decaying as eta / (1 + t)^0.55).
     seed: the noise's seed.
+    ramp: the "ggl" schedule's ramp-up and ramp-down fractions.
   """
   check(optimizer, schedule_name, linesearch)
-  sched = schedule(schedule_name, lr, iterations, warmup)
+  sched = schedule(schedule_name, lr, iterations, warmup, tuple(ramp))
   pre = [optax.clip_by_global_norm(grad_clip)] if grad_clip else []
   if optimizer == "lbfgs":
     search = None
