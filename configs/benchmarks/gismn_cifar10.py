@@ -20,7 +20,10 @@ on [0, 1], GI-SMN / IG): B = 1 15.77 / 16.42, B = 4 16.82 / 14.47, B = 8
 only (BUILD_NOTES.md).
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
-GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net;
+GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
+(AlexNet, GI-SMN's; ``lpips_also`` adds VGG's, since at 32x32 AlexNet's
+LPIPS ranks an unrelated CIFAR-10 image closer than a 4x blurred copy of
+the truth; BUILD_NOTES.md);
 ``bench``: ``num_batches`` per case and ``cases`` (each sets
 ``data.batch_size`` and ``leak.defense``, which the base config leaves
 out); ``cases=b1-b8`` runs only the named cases. As in the measured
@@ -50,7 +53,8 @@ def get_config(arg=None):
                        steps=3600, lr=0.1, distance="l1")
   config.baselines = dict(ig=dict(name="ig", iterations=3600, restarts=1,
                                   progress=False))
-  config.eval.lpips_net = "alex"
+  config.eval.lpips_net = "alex"  # GI-SMN's; VGG's beside it (docstring).
+  config.eval.lpips_also = ("vgg",)
   config.bench = dict(
       num_batches=4,
       cases=dict(
@@ -78,4 +82,5 @@ def get_config(arg=None):
     config.bench.cases = dict(b1=dict(data=dict(batch_size=1),
                                       leak=dict(defense=[])))
     config.eval.lpips_net = None
+    config.eval.lpips_also = ()
   return config
