@@ -138,7 +138,16 @@ def test_data_compiled_in_as_constants_gives_the_same_run(loop):
   kw = dict(loss_fn=_quadratic, project=None, tx=tx, per_trial=False,
             options=_opts(iterations=6, chunk=2, loop="host",
                           constants=True))
-  engine._one_step.clear_cache()  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  engine._one_step_c.clear_cache()
   for _ in range(2):
     carry, _ = engine.run_chunk(carry, target, 2, **kw)
-  assert engine._one_step.cache_size() == 1  # pylint: disable=protected-access
+  assert engine._one_step_c.cache_size() == 1
+  # Freeing them leaves the programs of runs without constants compiled.
+  engine.optimize(_quadratic, init, tx, target,
+                  options=kw["options"]._replace(constants=False))
+  kept = engine._one_step.cache_size()
+  assert kept >= 1
+  engine.optimize(_quadratic, init, tx, target, options=kw["options"])
+  assert engine._one_step_c.cache_size() == 0
+  assert engine._one_step.cache_size() == kept

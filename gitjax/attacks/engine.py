@@ -32,6 +32,7 @@ the CPU default runs the trials one after another inside the step.
 import functools
 import logging
 import time
+import types
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -274,6 +275,22 @@ def _one_step(carry, data, *, loss_fn, project, tx, options, per_trial,
   return make_step(loss_fn, project, tx, options, per_trial)(carry, data)
 
 
+def _twin(jitted, static_argnames):
+  """``jitted``'s function re-jitted as a distinct function object: jax
+  keys (and ``clear_cache`` evicts) compiled programs by function."""
+  f = jitted.__wrapped__
+  g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_const",
+                         f.__defaults__, f.__closure__)
+  g.__kwdefaults__ = f.__kwdefaults__
+  return xla_cpu.jit(static_argnames=static_argnames)(g)
+
+
+# Programs that hold a leak (``Options.constants``) have caches of their
+# own, emptied when their run ends, so every other program stays compiled.
+_device_chunk_c = _twin(_device_chunk, _STATIC)
+_one_step_c = _twin(_one_step, _STATIC)
+
+
 def run_chunk(carry, data, n, *, loss_fn, project, tx, options, per_trial):
   """Runs ``n`` (<= options.chunk) steps; returns (carry, losses [R, chunk]).
 
@@ -282,13 +299,15 @@ def run_chunk(carry, data, n, *, loss_fn, project, tx, options, per_trial):
   """
   kw = dict(loss_fn=loss_fn, project=project, tx=tx, options=options,
             per_trial=per_trial)
+  chunk_fn, step_fn = _device_chunk, _one_step
   if options.constants:
     data, kw["const"] = None, Constant(data)
+    chunk_fn, step_fn = _device_chunk_c, _one_step_c
   if loop_kind(options) == "device":
-    return _device_chunk(carry, data, n, **kw)
+    return chunk_fn(carry, data, n, **kw)
   losses = []
   for _ in range(int(n)):
-    carry, loss = _one_step(carry, data, **kw)
+    carry, loss = step_fn(carry, data, **kw)
     losses.append(loss)
   buf = jnp.stack(losses, axis=1)
   pad = options.chunk - buf.shape[1]
@@ -310,6 +329,9 @@ def _finish(carry, data, *, loss_fn, per_trial, options, const=None):
   best_l = jnp.where(better, loss, carry.best_loss)
   best_l = jnp.where(jnp.isfinite(best_l), best_l, jnp.inf)
   return best_v, best_l, loss
+
+
+_finish_c = _twin(_finish, ("loss_fn", "per_trial", "options", "const"))
 
 
 def shard(carry: Carry, data, per_trial: bool):
@@ -398,12 +420,13 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
   finally:
     bar.close()
   const = Constant(data) if options.constants else None
-  best_v, best_l, final = _finish(carry, None if const else data,
-                                  loss_fn=loss_fn, per_trial=per_trial,
-                                  options=options, const=const)
+  finish = _finish if const is None else _finish_c
+  best_v, best_l, final = finish(carry, None if const else data,
+                                 loss_fn=loss_fn, per_trial=per_trial,
+                                 options=options, const=const)
   best_l = np.asarray(best_l)
   if const is not None:  # Its programs hold the leak: free them.
-    for fn in (_device_chunk, _one_step, _finish):
+    for fn in (_device_chunk_c, _one_step_c, _finish_c):
       fn.clear_cache()
   r = int(np.argmin(best_l))
   died = np.asarray(carry.died_at)
