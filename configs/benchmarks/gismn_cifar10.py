@@ -5,19 +5,24 @@ python -m launch.benchmark \
     --workdir=/tmp/gitjax/bench_gismn
 
 Prior: the shipped ``style_cifar10_32`` (``generator_dir=`` takes a workdir
-of one's own), ``configs/prior_style_cifar10.py:cpu=True`` (trained on the CIFAR-10 train
-split); attacked: distinct-label test images. Cases: B = 1, 4, 8 without a
-defense; B = 1 under 90% pruning and under Gaussian noise (sigma 0.01).
-GI-SMN: W+ and noise, Adam lr 0.1, L1, regularizers after 4/9 of the
-steps; IG: the engine's ``inverting_gradients`` with the same number of
-iterations. Victims: random ResNet-18 with PyTorch's init. GPU: width 64,
-3600 steps, 4 batches per case; CPU (``:cpu=True``, 51 min on one core):
-width 8, 1200 steps, 2 batches per case. Targets: GI-SMN >= 3 dB above IG
-in every case with LPIPS no worse; GI-SMN's published best is 36.98 dB
-(StyleGAN-XL prior, ResNet-18 width 238). Measured 2026-12-03 (CPU, PSNR
-on [0, 1], GI-SMN / IG): B = 1 15.77 / 16.42, B = 4 16.82 / 14.47, B = 8
-15.76 / 11.40, pruning 13.72 / 13.08, noise 9.66 / 8.11: met at B = 8
-only (BUILD_NOTES.md).
+of one's own), ``configs/prior_style_cifar10.py:cpu=True`` (trained on the
+CIFAR-10 train split); attacked: distinct-label test images. Cases: B = 1,
+4, 8 without a defense; B = 1 under 90% pruning and under Gaussian noise
+(sigma 0.01). GI-SMN: W+ and noise, Adam lr 0.1, L1, regularizers after
+4/9 of the steps; IG: the engine's ``inverting_gradients`` with the same
+number of iterations. Victims: random ResNet-18 with the torchvision init
+(convolutions from N(0, 2 / fan_out): inversefed's ResNet, which GI-SMN's
+code attacks). GPU: width 64, 3600 steps, 4 batches per case; CPU
+(``:cpu=True``, 94 min of one core, split in two halves of cases, one per
+core, ``cases=b8-b1`` and ``cases=b4-b1_prune90-b1_noise``): width 32,
+1200 steps, 4 batches per case. Targets: GI-SMN >= 3 dB above IG in every
+case with LPIPS no worse; GI-SMN's published best is 36.98 dB (StyleGAN-XL
+prior, ResNet-18 width 238). Measured 2026-12-05 (CPU, PSNR on [0, 1],
+GI-SMN / IG, LPIPS-VGG in brackets): B = 1 18.03 / 17.54 (0.544 / 0.481),
+B = 4 16.95 / 12.34 (0.517 / 0.610), B = 8 14.80 / 10.55 (0.595 / 0.674),
+pruning 16.23 / 14.42 (0.580 / 0.597), noise 18.90 / 15.49 (0.524 /
+0.573): met at B = 4, 8 and under noise (BUILD_NOTES.md, with widths 8
+and 16).
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
@@ -47,7 +52,7 @@ def get_config(arg=None):
                      mean=(0.4914, 0.4822, 0.4465),
                      std=(0.2470, 0.2435, 0.2616), distinct_labels=True)
   del config.data["batch_size"]  # Set per case (bench.cases).
-  config.victim = dict(name="resnet18", width=64, init="torch")
+  config.victim = dict(name="resnet18", width=64, init="torchvision")
   del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="gismn", generator_dir=arg.generator_dir,
                        steps=3600, lr=0.1, distance="l1")
@@ -67,10 +72,9 @@ def get_config(arg=None):
               defense=[dict(name="gaussian", sigma=0.01)]))))
   config.bench.cases = common.select_cases(config.bench.cases, arg.cases)
   if arg.cpu:
-    config.victim.width = 8
+    config.victim.width = 32
     config.attack.steps = 1200
     config.baselines.ig.iterations = 1200
-    config.bench.num_batches = 2
   if arg.smoke:
     # Embedded photos at the prior's size; no data download.
     config.data.update(name="embedded", data_dir=None,

@@ -18,15 +18,11 @@ every leaf of ``init``) with any optax ``GradientTransformation`` ``tx``:
   computed at the accepted point.
 
 ``loss_fn``, ``project`` and ``tx`` are static jit arguments: pass the same
-(hashable) objects to reuse the compiled program (``optimizers.from_names``
+(hashable) objects to reuse the compiled program (``optimizers.transformation``
 caches its transformations); data that changes between calls goes through
-``data`` (traced).
-
-On XLA:CPU two execution choices matter (``Options.loop``/``trial_axis``):
-a convolution inside a ``while`` body runs ~8x slower than outside one, so
-the CPU default loops on the host over one compiled step; a vmapped trial
-axis turns weight-gradient convolutions into slow grouped convolutions, so
-the CPU default runs the trials one after another inside the step.
+``data`` (traced). On XLA:CPU a convolution inside a ``while`` body runs ~8x
+slower than outside one, so the CPU default (``Options.loop``) loops on the
+host over one compiled step.
 """
 
 import functools
@@ -41,6 +37,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from gitjax import parallel
 from gitjax import report
 from gitjax import xla_cpu
 
@@ -276,8 +273,8 @@ def _one_step(carry, data, *, loss_fn, project, tx, options, per_trial,
 
 
 def _twin(jitted, static_argnames):
-  """``jitted``'s function re-jitted as a distinct function object: jax
-  keys (and ``clear_cache`` evicts) compiled programs by function."""
+  """``jitted``'s function as a distinct function object, jitted: jax keys
+  (and ``clear_cache`` evicts) compiled programs by function."""
   f = jitted.__wrapped__
   g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_const",
                          f.__defaults__, f.__closure__)
@@ -335,22 +332,18 @@ _finish_c = _twin(_finish, ("loss_fn", "per_trial", "options", "const"))
 
 
 def shard(carry: Carry, data, per_trial: bool):
-  """Places the trial axis of ``carry`` (and of per-trial data) on a mesh."""
-  n = jax.device_count()
-  r = carry.best_loss.shape[0]
+  """Places the trial axis of ``carry`` (and of per-trial data) on a mesh
+  over all devices (``parallel.data_mesh``)."""
+  mesh = parallel.data_mesh()
+  r, n = carry.best_loss.shape[0], mesh.devices.size
   if r % n:
     raise ValueError(f"shard_trials needs a trial count divisible by the "
                      f"{n} devices; got {r} trials")
-  mesh = jax.make_mesh((n,), ("trials",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-  split = jax.NamedSharding(mesh, jax.P("trials"))
-  whole = jax.NamedSharding(mesh, jax.P())
-  carry = carry._replace(**{
-      f: jax.device_put(getattr(carry, f), split)
-      for f in Carry._fields if f != "step"})
-  carry = carry._replace(step=jax.device_put(carry.step, whole))
-  data = jax.device_put(data, split if per_trial else whole)
-  return carry, data
+  split, whole = parallel.batch_sharding(mesh), parallel.replicated(mesh)
+  step = jax.device_put(carry.step, whole)
+  carry = jax.device_put(carry._replace(step=None), split)
+  return carry._replace(step=step), jax.device_put(
+      data, split if per_trial else whole)
 
 
 def _chunk_length(done: int, options: Options) -> int:
@@ -397,7 +390,9 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
     carry, data = shard(carry, data, per_trial)
   total, done = options.iterations, 0
   hist_it, hist_loss, compile_s = [], [], None
-  bar = _Progress(total, desc, options.progress)
+  # Logs a line at every advance (each chunk), whether the bar shows or not.
+  bar = report.progress(total, desc, log_every=1,
+                        disable=not options.progress)
   kw = dict(loss_fn=loss_fn, project=project, tx=tx, options=options,
             per_trial=per_trial)
   t_loop = time.time()
@@ -415,8 +410,8 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
       hist_it.append(done)
       hist_loss.append([float(x) for x in buf[:, -1]])
       finite = buf[:, -1][np.isfinite(buf[:, -1])]
-      bar.update(done, n, float(finite.min()) if finite.size else np.nan,
-                 t_loop)
+      bar.record(loss=float(finite.min()) if finite.size else np.nan)
+      bar.advance(n)
   finally:
     bar.close()
   const = Constant(data) if options.constants else None
@@ -446,22 +441,3 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
   if not select:
     return best_v, info
   return jax.tree.map(lambda x: x[r], best_v), info
-
-
-class _Progress:
-  """Logs each chunk, and advances a ``report.progress`` bar if asked."""
-
-  def __init__(self, total, desc, show):
-    self.total, self.desc = total, desc
-    self.bar = report.progress(total, desc, disable=not show)
-
-  def update(self, done, n, loss, t0):
-    rate = done / max(time.time() - t0, 1e-9)
-    eta = (self.total - done) / max(rate, 1e-9)
-    logging.info("%s it %d/%d loss %.5g (%.1f it/s, ETA %.0f s)", self.desc,
-                 done, self.total, loss, rate, eta)
-    self.bar.record(loss=loss)
-    self.bar.advance(n)
-
-  def close(self):
-    self.bar.close()
