@@ -69,7 +69,8 @@ def transformation(optimizer: str = "adam", lr: float = 0.1,
                    schedule_name: str = "constant", warmup: int = 0,
                    grad_clip: float = 0.0, lbfgs_memory: int = 10,
                    linesearch: str = "zoom", langevin: float = 0.0,
-                   seed: int = 0, ramp: tuple[float, float] = (0.05, 0.25)) -> optax.GradientTransformationExtraArgs:
+                   seed: int = 0, ramp: tuple[float, float] = (0.05, 0.25)
+                   ) -> optax.GradientTransformationExtraArgs:
   """The optax transformation these names describe (cached).
 
   Args:
