@@ -255,7 +255,7 @@ def _score(rec, case, config, x_hat, x, n_hat) -> dict:
   result = metrics.score(
       x_hat, x, data_range=ev.get("data_range", 1.0),
       labels_hat=rec.labels if labels is not None else None, labels=labels,
-      lpips_net=ev.get("lpips_net"), lpips_also=ev.get("lpips_also") or ())
+      lpips_net=ev.get("lpips_net"), lpips_also=ev.get("lpips_also"))
   result["num_reconstructed"] = n_hat
   return result
 
@@ -395,9 +395,11 @@ def check_benchmark(config) -> str:
                      f"{list(BENCHMARKS)}")
   full = all(k in config for k in ("data", "victim", "leak", "attack"))
   if full:
-    validate.check_experiment(config)
-  elif "attack" in config:
-    validate.check_attack(config.attack)
+    validate.check_experiment(config)  # Its eval block too.
+  else:
+    if "attack" in config:
+      validate.check_attack(config.attack)
+    validate.check_eval(config)
   for k, block in (config.get("baselines") or {}).items():
     validate.check_attack(block, f"config.baselines.{k}")
   bench = config.get("bench") or {}
@@ -409,7 +411,6 @@ def check_benchmark(config) -> str:
         validate.check_experiment(case)
       except InputError as e:
         raise InputError(f"{field}: {e}") from None
-  validate.check_eval(config)
   return name
 
 

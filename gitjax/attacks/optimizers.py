@@ -90,7 +90,7 @@ def transformation(optimizer: str = "adam", lr: float = 0.1,
     ramp: the "ggl" schedule's ramp-up and ramp-down fractions.
   """
   check(optimizer, schedule_name, linesearch)
-  sched = schedule(schedule_name, lr, iterations, warmup, tuple(ramp))
+  sched = schedule(schedule_name, lr, iterations, warmup, ramp)
   pre = [optax.clip_by_global_norm(grad_clip)] if grad_clip else []
   if optimizer == "lbfgs":
     search = None
