@@ -2,7 +2,9 @@
 
 ``with_overrides(config, {"leak": {"defense": [...]}})`` is ``config`` with
 those fields replaced, read lazily: fields nobody reads stay unread in
-``config`` (``tests/test_benchmarks.py`` tracks the reads).
+``config`` (``tests/test_benchmarks.py`` tracks the reads). A dict given
+for a field that is itself a block (``{"baselines": {"ig": {"restarts":
+3}}}``) replaces only the fields it names.
 """
 
 from gitjax.errors import InputError
@@ -19,8 +21,12 @@ class _Block:
     self._base, self._over = base, over
 
   def get(self, key, default=None):
-    return self._over[key] if key in self._over else self._base.get(
-        key, default)
+    if key not in self._over:
+      return self._base.get(key, default)
+    over, base = self._over[key], self._base.get(key)
+    if isinstance(over, dict) and hasattr(base, "keys"):
+      return _Block(base, over)  # A nested block: its other fields stay.
+    return over
 
   def __getattr__(self, key):
     if key.startswith("_"):
@@ -32,8 +38,15 @@ class _Block:
   def __contains__(self, key):
     return key in self._over or key in self._base
 
+  def keys(self):
+    return list(dict.fromkeys([*self._base.keys(), *self._over]))
+
+  def items(self):
+    return [(k, self.get(k)) for k in self.keys()]
+
   def to_dict(self) -> dict:
-    return {**_plain(self._base), **self._over}
+    return {**_plain(self._base),
+            **{k: _plain(self.get(k)) for k in self._over}}
 
 
 class _Overlay:

@@ -386,8 +386,9 @@ def check_benchmark(config) -> str:
   The experiment blocks (``validate.check_experiment`` when the config has
   data, victim, leak and attack; else ``check_attack`` on its attack), every
   attack block in ``config.baselines``, each case of ``config.bench.cases``
-  (block overrides, ``with_overrides``), and ``config.eval``'s LPIPS nets
-  (``validate.check_eval``). Raises InputError naming the field.
+  (block overrides, ``with_overrides``; its baselines too), and
+  ``config.eval``'s LPIPS nets (``validate.check_eval``). Raises InputError
+  naming the field.
   """
   name = config.get("benchmark")
   if name not in BENCHMARKS:
@@ -411,6 +412,9 @@ def check_benchmark(config) -> str:
         validate.check_experiment(case)
       except InputError as e:
         raise InputError(f"{field}: {e}") from None
+    if "baselines" in _plain(overrides):
+      for b, block in case.baselines.items():
+        validate.check_attack(block, f"{field}.baselines.{b}")
   return name
 
 

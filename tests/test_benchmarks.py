@@ -175,6 +175,21 @@ def test_bad_case_override_names_the_case(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_bad_case_attack_or_baseline_override_names_it():
+  from configs.benchmarks import gismn_cifar10
+  config = gismn_cifar10.get_config("cpu=True")
+  assert experiments.check_benchmark(config) == "gismn_cifar10"
+  config.bench.cases.b1.baselines.ig.restarts = 0
+  with pytest.raises(InputError, match="config.bench.cases.b1.baselines.ig."
+                     "restarts must be >= 1"):
+    experiments.check_benchmark(config)
+  config = gismn_cifar10.get_config("cpu=True")
+  config.bench.cases.b1_noise.attack.restarts = 0
+  with pytest.raises(InputError, match="config.bench.cases.b1_noise: config."
+                     "attack.restarts must be >= 1"):
+    experiments.check_benchmark(config)
+
+
 @pytest.fixture(scope="module")
 def priors(tmp_path_factory):
   """Smoke-sized DCGAN and style priors (2 steps each)."""

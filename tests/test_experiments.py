@@ -154,6 +154,26 @@ def test_with_overrides_replaces_fields_and_names_bad_ones():
                                "config.bench.cases.x")
 
 
+def test_with_overrides_of_a_nested_block_keep_its_other_fields():
+  config = _tiny_config()
+  config.baselines = dict(ig=dict(name="ig", iterations=7, restarts=1),
+                          dlg=dict(name="dlg"))
+  case = experiments.with_overrides(
+      config, {"baselines": {"ig": {"restarts": 3}}}, "config.bench.cases.x")
+  ig = case.baselines.ig
+  assert (ig.name, ig.iterations, ig.restarts) == ("ig", 7, 3)
+  assert [k for k, _ in case.baselines.items()] == ["dlg", "ig"]
+  assert case.baselines.to_dict() == dict(
+      ig=dict(name="ig", iterations=7, restarts=3), dlg=dict(name="dlg"))
+  assert config.baselines.ig.restarts == 1  # The config is not modified.
+  config.data.options = dict(b=2)  # A dict field merges the same way.
+  case = experiments.with_overrides(config, {"data": {"options": {"a": 1}}})
+  assert experiments.plain(case.data.options) == {"a": 1, "b": 2}
+  # Anything else replaces the field whole.
+  case = experiments.with_overrides(config, {"baselines": {"ig": None}})
+  assert case.baselines.ig is None and case.baselines.dlg.name == "dlg"
+
+
 def test_attack_cases_one_program_or_one_key_per_case(key):
   config = _tiny_config()
   config.data.batch_size = 1

@@ -43,6 +43,30 @@ def test_refinement_reduces_gradient_distance(defense):
   assert float(rec.images.max()) <= float(hi.max()) + 1e-5
 
 
+def test_restarts_keep_the_lowest_final_distance():
+  gen, gv, vic, lk = _setup()
+  key = jax.random.key(4)
+  one = gismn.reconstruct(lk, vic, gen, gv, dict(steps=9), key)
+  three = gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, restarts=3),
+                            key)
+  d = three.info["restart_distances"]
+  assert len(d) == 3 and len(set(d)) == 3  # Different starts.
+  # The first start is a single run's: same key, same result.
+  np.testing.assert_allclose(d[0], one.info["distance"], rtol=1e-5)
+  assert three.info["restart"] == int(np.argmin(d))
+  assert three.info["distance"] == min(d)
+  if three.info["restart"] == 0:
+    np.testing.assert_allclose(three.images, one.images, atol=1e-5)
+
+
+@pytest.mark.parametrize("restarts", [0, 1.5, True, "2"])
+def test_restarts_must_be_a_count(restarts):
+  gen, gv, vic, lk = _setup()
+  with pytest.raises(ValueError, match="gismn restarts must be an integer"):
+    gismn.reconstruct(lk, vic, gen, gv, dict(steps=2, restarts=restarts),
+                      jax.random.key(0))
+
+
 def test_initial_latents_are_truncated_w_plus():
   gen, gv, _, _ = _setup()
   v = gismn.initial_latents(gen, gv, jax.random.key(0), 3, truncation=0.0)
