@@ -130,8 +130,6 @@ def transformation(lr: float, optimize_noise: bool):
 
 def _start_keys(key, restarts: int) -> list:
   """``key`` itself first (a single run's start), then fresh keys."""
-  if restarts == 1:
-    return [key]
   return [key] + list(jax.random.split(jax.random.fold_in(key, 1),
                                        restarts - 1))
 
