@@ -53,11 +53,14 @@ def test_cases_arg_selects_a_sweep_subset_or_names_the_unknown_one():
     gismn_cifar10.get_config("cases=b2")
   cases = gismn_cifar10.get_config("cpu=True").bench.cases
   for name in ("b1", "b1_noise", "b1_prune90"):  # Restarts at B = 1 only.
-    assert cases[name].attack.restarts == 3
+    assert cases[name].attack.restarts == 6
+    assert cases[name].attack.finalists == 2  # As many steps as IG's 3.
     assert cases[name].baselines.ig.restarts == 3
   assert "attack" not in cases.b4 and "attack" not in cases.b8
-  one = gismn_cifar10.get_config("cpu=True,b1_restarts=1").bench.cases
-  assert "attack" not in one.b1
+  one = gismn_cifar10.get_config(
+      "cpu=True,b1_restarts=1,b1_gismn_starts=1").bench.cases
+  assert one.b1.attack.to_dict() == dict(restarts=1, finalists=1)
+  assert one.b1.baselines.ig.restarts == 1
 
 
 def test_victim_arg_reaches_every_inverter_of_the_git_benchmark():

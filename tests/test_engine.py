@@ -77,6 +77,42 @@ def test_on_chunk_sees_every_boundary_and_changes_data():
   np.testing.assert_allclose(best, [10.0 - (10.0 - x4) * 0.5**6], rtol=1e-5)
 
 
+def test_paused_and_resumed_run_equals_one_run_bit_for_bit():
+  init = jnp.asarray([[5.0], [0.5], [-3.0]])
+  tx = optimizers.transformation("adam", 0.1, 10)
+  target = jnp.asarray([1.0])
+  seen = []
+  hook = lambda step, v, data: seen.append(step)
+  opts = _opts(iterations=10, chunk=3, keep="best")
+  whole, info = engine.optimize(_quadratic, init, tx, target, options=opts,
+                                on_chunk=hook)
+  first, paused = engine.optimize(_quadratic, init, tx, target,
+                                  options=opts, on_chunk=hook, until=4)
+  assert int(paused["carry"].step) == 4 and paused["iterations"] == 4
+  assert "carry" not in info
+  rest, resumed = engine.optimize(_quadratic, None, tx, target, options=opts,
+                                  on_chunk=hook, resume=paused["carry"])
+  np.testing.assert_array_equal(np.asarray(rest), np.asarray(whole))
+  assert resumed["trial_losses"] == info["trial_losses"]
+  assert resumed["history"]["iteration"] == [6, 9, 10]
+  assert seen == [0, 3, 6, 9] + [0, 3] + [4, 6, 9]  # Chunk ends kept.
+  assert "carry" not in resumed
+
+
+def test_bad_pause_and_resume_raise():
+  tx = optimizers.transformation("sgd", 0.1, 4)
+  init, target = jnp.asarray([[0.0]]), jnp.asarray([1.0])
+  for until in (0, 5):
+    with pytest.raises(ValueError, match=r"until must be in \[1, 4\]"):
+      engine.optimize(_quadratic, init, tx, target,
+                      options=_opts(iterations=4), until=until)
+  _, paused = engine.optimize(_quadratic, init, tx, target,
+                              options=_opts(iterations=4), until=2)
+  with pytest.raises(ValueError, match="resume is at step 2, at or past"):
+    engine.optimize(_quadratic, None, tx, target, options=_opts(iterations=4),
+                    until=2, resume=paused["carry"])
+
+
 def test_lbfgs_line_search_reuses_its_value():
   tx = optimizers.transformation("lbfgs", 1.0, 20)
   best, info = engine.optimize(_quadratic, jnp.asarray([[4.0, -2.0]]), tx,

@@ -113,3 +113,52 @@ def test_attacks_run_through_experiments(tmp_path):
     out = experiments.run_attack(config, str(tmp_path / name))
     assert np.isfinite(out["mean"]["psnr"])
     assert (tmp_path / name / "grid.png").exists()
+
+
+@pytest.mark.parametrize("select_at", [0.25, 0.75])  # Before, after switch.
+def test_finalists_resume_like_a_straight_run(select_at):
+  gen, gv, vic, lk = _setup()
+  key = jax.random.key(4)
+  cfg = dict(steps=9, restarts=3, select_at=select_at, group_every=2)
+  full = gismn.reconstruct(lk, vic, gen, gv, cfg, key)
+  halved = gismn.reconstruct(lk, vic, gen, gv, dict(cfg, finalists=1), key)
+  at = halved.info["selection_distances"]
+  assert len(at) == 3 and full.info["selection_distances"] is None
+  assert halved.info["selected_at"] == round(select_at * 9)
+  kept = int(np.argmin(at))
+  assert halved.info["restart"] == kept
+  final = halved.info["restart_distances"]
+  assert [d is None for d in final] == [i != kept for i in range(3)]
+  # Paused and resumed: the same run as straight through.
+  np.testing.assert_allclose(final[kept], full.info["restart_distances"][kept],
+                             rtol=1e-6)
+  assert halved.info["history"]["iteration"][-1] == 9
+
+
+@pytest.mark.parametrize("bad", [0, 4, 1.5, True])
+def test_bad_finalists_raise(bad):
+  gen, gv, vic, lk = _setup()
+  with pytest.raises(ValueError, match="gismn finalists must be an integer"):
+    gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, restarts=3,
+                                             finalists=bad),
+                      jax.random.key(4))
+
+
+def test_attacks_with_one_prior_share_compiled_programs():
+  gen, gv, _, _ = _setup()
+  mean, std = (0.5,) * 3, (0.25,) * 3
+  a, b = gismn.Render(gen, gv, mean, std), gismn.Render(gen, gv, mean, std)
+  assert a == b and hash(a) == hash(b)  # New objects, the same program.
+  other = jax.tree.map(jnp.copy, gv)
+  assert a != gismn.Render(gen, other, mean, std)
+  assert a != gismn.Render(gen, gv, (0.4,) * 3, std)
+  assert gismn.transformation(0.1, True) is gismn.transformation(0.1, True)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5])
+def test_bad_select_at_raises(bad):
+  gen, gv, vic, lk = _setup()
+  with pytest.raises(ValueError, match="gismn select_at must be in"):
+    gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, restarts=3, finalists=1,
+                                             select_at=bad),
+                      jax.random.key(4))

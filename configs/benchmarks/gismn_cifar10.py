@@ -47,7 +47,8 @@ def get_config(arg=None):
   arg = common.parse_arg(arg, cpu=False, smoke=False,
                          data_dir="../shared/data/cifar10",
                          generator_dir=common.SHIPPED_PRIORS["cifar10"],
-                         cases="", b1_restarts=3)
+                         cases="", b1_restarts=3, b1_gismn_starts=6,
+                         b1_finalists=2)
   config = common.base_config()
   config.benchmark = "gismn_cifar10"
   config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
@@ -78,11 +79,11 @@ def get_config(arg=None):
     config.victim.width = 32
     config.attack.steps = 1200
     config.baselines.ig.iterations = 1200
-  if arg.b1_restarts > 1:  # One image: both attacks from several starts.
-    for case in config.bench.cases.values():
-      if case.data.batch_size == 1:
-        case.attack = dict(restarts=arg.b1_restarts)
-        case.baselines = dict(ig=dict(restarts=arg.b1_restarts))
+  for case in config.bench.cases.values():  # One image: several starts.
+    if case.data.batch_size == 1:
+      case.attack = dict(restarts=arg.b1_gismn_starts,
+                         finalists=min(arg.b1_finalists, arg.b1_gismn_starts))
+      case.baselines = dict(ig=dict(restarts=arg.b1_restarts))
   if arg.smoke:
     # Embedded photos at the prior's size; no data download.
     config.data.update(name="embedded", data_dir=None,

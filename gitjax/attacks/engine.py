@@ -352,10 +352,20 @@ def _chunk_length(done: int, options: Options) -> int:
   return (later[0] - done) if later else n
 
 
+def _chunk_end(done: int, options: Options) -> int:
+  """The end of the chunk a run straight from step 0 is in at ``done``
+  (so a resumed run keeps the same chunk ends)."""
+  base = max([0] + [s for s in options.stops if s <= done])
+  end = base + options.chunk * ((done - base) // options.chunk + 1)
+  return min([end, options.iterations]
+             + [s for s in options.stops if done < s])
+
+
 def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
              options: Options = Options(), project: Callable | None = None,
              on_chunk: Callable | None = None, desc: str = "optimize",
-             per_trial: bool = False, select: bool = True):
+             per_trial: bool = False, select: bool = True,
+             until: int | None = None, resume: Carry | None = None):
   """Minimizes ``loss_fn(vars, data)`` from R initial points at once.
 
   Args:
@@ -374,34 +384,48 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
     per_trial: ``data`` has a leading [R] axis, one slice per trial.
     select: return the best trial only; False returns every trial's kept
       iterate (leading [R]).
+    until: pause after this many steps (of ``options.iterations``); ``info``
+      then holds the loop state as ``carry``.
+    resume: a paused run's ``info["carry"]``: continue from its step (with
+      its optimizer state and kept iterates; ``init_vars`` is ignored). A run
+      paused and resumed equals one run straight through, given the same
+      ``data``: the chunks end where that run's do (``on_chunk`` is also
+      called at the resume step).
 
   Returns:
     (vars, info). ``info`` has ``loss`` (the chosen trial's objective),
     ``best_trial``, ``trial_losses`` [R], ``final_losses`` [R],
     ``nonfinite_trials`` and ``died_at``, ``history`` (iteration and
-    per-trial loss at each chunk end), timings.
+    per-trial loss at each chunk end, of this call), timings; ``carry``
+    when paused by ``until``.
   """
   options = check_options(options)
   if on_chunk is not None:
     options = options._replace(constants=False)  # New data: no recompiles.
   t0 = time.time()
-  carry = _init_carry(init_vars, tx)
+  total = options.iterations
+  end = total if until is None else int(until)
+  if not 0 < end <= total:
+    raise ValueError(f"until must be in [1, {total}]; got {until}")
+  carry = _init_carry(init_vars, tx) if resume is None else resume
   if options.shard_trials:
     carry, data = shard(carry, data, per_trial)
-  total, done = options.iterations, 0
+  done = int(carry.step)
+  if done >= end:
+    raise ValueError(f"resume is at step {done}, at or past the end {end}")
   hist_it, hist_loss, compile_s = [], [], None
   # Logs a line at every advance (each chunk), whether the bar shows or not.
-  bar = report.progress(total, desc, log_every=1,
+  bar = report.progress(end - done, desc, log_every=1,
                         disable=not options.progress)
   kw = dict(loss_fn=loss_fn, project=project, tx=tx, options=options,
             per_trial=per_trial)
   t_loop = time.time()
   try:
-    while done < total:
+    while done < end:
       if on_chunk is not None:
         new = on_chunk(done, carry.vars, data)
         data = data if new is None else new
-      n = _chunk_length(done, options)
+      n = min(_chunk_end(done, options), end) - done
       carry, buf = run_chunk(carry, data, n, **kw)
       buf = np.asarray(buf)[:, :n]  # [R, n]; blocks until the chunk is done.
       if compile_s is None:
@@ -426,16 +450,19 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
   r = int(np.argmin(best_l))
   died = np.asarray(carry.died_at)
   seconds = time.time() - t0
+  steps = end - (int(resume.step) if resume is not None else 0)
   info = dict(
       loss=float(best_l[r]), best_trial=r,
       trial_losses=[float(x) for x in best_l],
       final_losses=[float(x) for x in np.asarray(final)],
       nonfinite_trials=[int(i) for i in np.flatnonzero(died >= 0)],
-      died_at=[int(x) for x in died], iterations=total,
+      died_at=[int(x) for x in died], iterations=end,
       restarts=int(best_l.shape[0]),
       history=dict(iteration=hist_it, loss=hist_loss),
       seconds=seconds, first_chunk_seconds=compile_s,
-      seconds_per_iteration=seconds / total)
+      seconds_per_iteration=seconds / steps)
+  if end < total:
+    info["carry"] = carry
   if not np.isfinite(best_l[r]):
     logging.warning("%s: no trial reached a finite objective", desc)
   if not select:

@@ -16,7 +16,12 @@ the observed gradient (papers.md B.2):
 * ``restarts`` > 1 (GI-SMN's code has the knob, default 1, as inversefed):
   the whole run from that many latent draws, one after another (each its
   own group snapshots), keeping the one whose final gradient distance D is
-  lowest; the first start is the one a single run takes.
+  lowest; the first start is the one a single run takes;
+* ``finalists`` F < ``restarts`` R (successive halving, not in GI-SMN): all
+  R starts run the first ``select_at`` T steps (default a quarter), and only
+  the F with the lowest D there run on to T (R s + F (T - s) steps in all,
+  s = round(select_at T); 6 starts and 2 finalists cost 3 full runs). A
+  paused and resumed start is the same run as one straight through.
 
 The trial message, with the attacker's model of a known defense (pruning
 and Soteria masks, clipping, DP-SGD's per-example clipping), comes from the
@@ -29,6 +34,7 @@ in [-1, 1] go to [0, 1], then to the victim's normalized space; they need no
 box projection.
 """
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -61,6 +67,8 @@ DEFAULTS = dict(
     optimize_noise=True,
     label_method="auto",
     restarts=1,
+    finalists=None,  # None: every start runs to the end.
+    select_at=0.25,  # Fraction of the steps after which finalists go on.
 )
 
 
@@ -69,11 +77,25 @@ def _plain(config) -> dict:
 
 
 class Render:
-  """(vars, aux) -> victim-space images; hashable for the matching engine."""
+  """(vars, aux) -> victim-space images; a static jit argument.
+
+  Equal and hashed by the generator, the identity of its variables' arrays
+  (``loading.generator`` caches them) and the normalization, so every
+  attack with the same prior reuses one compiled step. It holds the
+  arrays, so while a program keyed by it is cached their ids stay unique.
+  """
 
   def __init__(self, generator, gen_vars, mean, std):
     self.generator, self.gen_vars = generator, gen_vars
     self.mean, self.std = tuple(mean), tuple(std)
+    self._key = (generator, tuple(id(a) for a in jax.tree.leaves(gen_vars)),
+                 self.mean, self.std)
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, Render) and self._key == other._key
 
   def __call__(self, v, aux=None):
     del aux
@@ -118,8 +140,10 @@ class StagedLoss(NamedTuple):
     return (1.0 - 0.5 * late) * d + late * reg
 
 
+@functools.lru_cache(maxsize=8)
 def transformation(lr: float, optimize_noise: bool):
-  """Adam on W+ (and the noise maps unless frozen)."""
+  """Adam on W+ (and the noise maps unless frozen); cached, so the engine's
+  compiled step (keyed by ``tx``) is reused across attacks."""
   adam = optax.adam(lr)
   if optimize_noise:
     return adam
@@ -128,10 +152,39 @@ def transformation(lr: float, optimize_noise: bool):
   return optax.chain(optax.masked(optax.set_to_zero(), frozen), adam)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _draw(render, v):
+  return render(v)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _distance(problem, v, data):
+  return problem({"x": v}, data)
+
+
 def _start_keys(key, restarts: int) -> list:
   """``key`` itself first (a single run's start), then fresh keys."""
   return [key] + list(jax.random.split(jax.random.fold_in(key, 1),
                                        restarts - 1))
+
+
+def _counts(cfg) -> tuple[int, int]:
+  """(restarts, finalists), checked with ``select_at``."""
+  restarts, finalists = cfg["restarts"], cfg["finalists"]
+  if not 0.0 < float(cfg["select_at"]) < 1.0:
+    raise ValueError(f"gismn select_at must be in (0, 1); got "
+                     f"{cfg['select_at']!r}")
+  if isinstance(restarts, bool) or not isinstance(restarts, int) or (
+      restarts < 1):
+    raise ValueError(f"gismn restarts must be an integer >= 1; got "
+                     f"{restarts!r}")
+  if finalists is None:
+    return restarts, restarts
+  if isinstance(finalists, bool) or not isinstance(finalists, int) or not (
+      1 <= finalists <= restarts):
+    raise ValueError(f"gismn finalists must be an integer in [1, restarts = "
+                     f"{restarts}] or None; got {finalists!r}")
+  return restarts, finalists
 
 
 def reconstruct(leak, victim, generator, gen_vars, config,
@@ -149,11 +202,7 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   steps = int(cfg["steps"])
   if steps < 1:
     raise ValueError(f"gismn steps must be >= 1; got {steps}")
-  restarts = cfg["restarts"]
-  if isinstance(restarts, bool) or not isinstance(restarts, int) or (
-      restarts < 1):
-    raise ValueError(f"gismn restarts must be an integer >= 1; got "
-                     f"{restarts!r}")
+  restarts, finalists = _counts(cfg)
   ys, label_source = labels_lib.from_leak_with_fallback(
       leak, victim, cfg["label_method"])
   render = Render(generator, gen_vars, leak.mean, leak.std)
@@ -162,41 +211,67 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   switch = int(round(cfg["switch"] * steps))
   every = int(cfg["group_every"] or max(1, round(steps / 36)))
   snap_start = max(0, switch - every)
-  draw = jax.jit(render)
+  draw = functools.partial(_draw, render)
   leak_data = matching.make_data(leak, ys)
   loss = StagedLoss(problem, render, float(cfg["tv"]), float(cfg["l2"]),
                     float(cfg["group"]))
   tx = transformation(float(cfg["lr"]), bool(cfg["optimize_noise"]))
   options = engine.Options(iterations=steps, chunk=every,
                            stops=(snap_start,), keep="last", progress=False)
-  distance = jax.jit(lambda v, d: problem({"x": v}, d))
+  distance = functools.partial(_distance, problem)
+
+  latest = []  # The data the last hook call made (for a resume).
 
   def stage(step, v, d):
     if step < snap_start or (step - snap_start) % every:
       return None
     snap = draw(jax.tree.map(lambda a: a[0], v))  # Before step ``step``.
-    return dict(d, stage=dict(late=jnp.asarray(float(step >= switch)),
-                              group=snap))
+    late = jnp.asarray(float(step >= switch), jnp.float32)  # Strong type.
+    latest[:] = [dict(d, stage=dict(late=late, group=snap))]
+    return latest[0]
 
-  runs = []
+  run = functools.partial(engine.optimize, loss, tx=tx, on_chunk=stage,
+                          desc="gismn", options=options)
+  # Every start to the selection (or the end), then the finalists resume.
+  pause = int(round(float(cfg["select_at"]) * steps))
+  pause = pause if 0 < pause < steps and finalists < restarts else None
+  starts = []
   for k in _start_keys(key, restarts):
     v0 = initial_latents(generator, gen_vars, k, n, cfg["truncation"])
     data = dict(leak_data, stage=dict(late=jnp.zeros(()), group=draw(v0)))
-    d0 = float(distance(v0, data))
-    v, info = engine.optimize(loss, jax.tree.map(lambda a: a[None], v0), tx,
-                              data, on_chunk=stage, desc="gismn",
-                              options=options)
-    runs.append((float(distance(v, data)), d0, v, info))
-  best = int(np.argmin([r[0] if np.isfinite(r[0]) else np.inf
-                        for r in runs]))
-  d_end, d0, v, info = runs[best]
-  info = {"initial_distance": d0, "distance": d_end,
-          "loss": info["loss"], "history": info["history"],
-          "restart": best, "restart_distances": [r[0] for r in runs],
+    latest[:] = [data]
+    v, info = run(jax.tree.map(lambda a: a[None], v0), data=data,
+                  until=pause)
+    starts.append(dict(d0=float(distance(v0, data)), data=latest[0], v=v,
+                       info=info, d=float(distance(v, data))))
+  at_pause = [s["d"] for s in starts] if pause else None
+  if pause:
+    for i in np.argsort(_finite(at_pause))[:finalists]:
+      s = starts[i]
+      first = s["info"]["history"]
+      s["v"], s["info"] = run(None, data=s["data"],
+                              resume=s["info"].pop("carry"))
+      s["info"]["history"] = {k: first[k] + s["info"]["history"][k]
+                              for k in first}
+      s["d"] = float(distance(s["v"], s["data"]))
+  final = [s["d"] if "carry" not in s["info"] else None for s in starts]
+  best = int(np.argmin(_finite(final)))
+  s = starts[best]
+  info = {"initial_distance": s["d0"], "distance": s["d"],
+          "loss": s["info"]["loss"], "history": s["info"]["history"],
+          "restart": best, "restart_distances": final,
+          "selection_distances": at_pause, "selected_at": pause,
+          "finalists": finalists,
           "switch": switch, "group_every": every,
           "labels": [int(y) for y in np.asarray(ys)],
           "label_source": label_source, "seconds": time.time() - t0}
-  return Reconstruction(draw(v), ys, info)
+  return Reconstruction(draw(s["v"]), ys, info)
+
+
+def _finite(distances) -> list:
+  """Distances with None, NaN and Inf as +Inf (for ranking)."""
+  return [d if d is not None and np.isfinite(d) else np.inf
+          for d in distances]
 
 
 def attack(leak, victim, config, key) -> Reconstruction:
