@@ -190,6 +190,25 @@ def test_bad_case_attack_or_baseline_override_names_it():
     experiments.check_benchmark(config)
 
 
+def test_sweep_attacks_each_case_with_its_own_blocks(monkeypatch, tmp_path):
+  from gitjax.benchmarks import compare
+  config = _smoke("gismn_cifar10")
+  assert config.bench.cases.b1.attack.restarts == 6  # Overrides at B = 1.
+  seen = []
+
+  def record(cases, blocks, keys):
+    seen.append({k: experiments.plain(b) for k, b in blocks.items()})
+    raise KeyboardInterrupt  # Stop before any attack runs.
+
+  monkeypatch.setattr(compare, "run_attacks", record)
+  with pytest.raises(KeyboardInterrupt):
+    compare.sweep(config, str(tmp_path))
+  assert seen[0]["gismn"]["restarts"] == 6
+  assert seen[0]["gismn"]["finalists"] == 2
+  assert seen[0]["gismn"]["steps"] == config.attack.steps  # Merged.
+  assert seen[0]["ig"]["restarts"] == 3
+
+
 @pytest.fixture(scope="module")
 def priors(tmp_path_factory):
   """Smoke-sized DCGAN and style priors (2 steps each)."""
@@ -219,6 +238,9 @@ def test_comparison_benchmark_reads_every_field(name, prior, priors,
   rows = results.get("defenses") or results.get("cases")
   row = next(iter(rows.values()))
   assert {"ig", config.attack.name} <= set(row)
+  if name == "gismn_cifar10":  # The B = 1 case's own blocks, recorded.
+    assert row["gismn_block"]["restarts"] == 6
+    assert row["ig_block"]["restarts"] == 3
 
 
 @pytest.mark.commands

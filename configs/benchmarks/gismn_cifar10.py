@@ -59,7 +59,8 @@ def get_config(arg=None):
   config.victim = dict(name="resnet18", width=64, init="torchvision")
   del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="gismn", generator_dir=arg.generator_dir,
-                       steps=3600, lr=0.1, distance="l1", restarts=1)
+                       steps=3600, lr=0.1, distance="l1", restarts=1,
+                       finalists=1, lr_decay=None)
   config.baselines = dict(ig=dict(name="ig", iterations=3600, restarts=1,
                                   progress=False))
   config.eval.lpips_net = "alex"  # GI-SMN's; VGG's beside it (docstring).
@@ -79,11 +80,6 @@ def get_config(arg=None):
     config.victim.width = 32
     config.attack.steps = 1200
     config.baselines.ig.iterations = 1200
-  for case in config.bench.cases.values():  # One image: several starts.
-    if case.data.batch_size == 1:
-      case.attack = dict(restarts=arg.b1_gismn_starts,
-                         finalists=min(arg.b1_finalists, arg.b1_gismn_starts))
-      case.baselines = dict(ig=dict(restarts=arg.b1_restarts))
   if arg.smoke:
     # Embedded photos at the prior's size; no data download.
     config.data.update(name="embedded", data_dir=None,
@@ -96,4 +92,9 @@ def get_config(arg=None):
                                       leak=dict(defense=[])))
     config.eval.lpips_net = None
     config.eval.lpips_also = ()
+  for case in config.bench.cases.values():  # One image: several starts.
+    if case.data.batch_size == 1:
+      case.attack = dict(restarts=arg.b1_gismn_starts,
+                         finalists=min(arg.b1_finalists, arg.b1_gismn_starts))
+      case.baselines = dict(ig=dict(restarts=arg.b1_restarts))
   return config

@@ -66,7 +66,9 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
   """Every attack block on the same leaks of every case of a sweep.
 
   ``config.bench.cases``: block overrides per case (a ``data.batch_size``,
-  a ``leak.defense``); ``bench.num_batches`` rounds per case, batch j of a
+  a ``leak.defense``, and ``attack`` or ``baselines`` fields, whose blocks
+  the case's row records as ``<label>_block`` when they differ from the
+  config's); ``bench.num_batches`` rounds per case, batch j of a
   case with B images sampled with seed 100 j + B, every attack's key
   ``seed + 11 + j``. Scores with ``experiments.evaluate`` (Hungarian
   matching for B > 1); a grid per case (truth, then each attack;
@@ -85,8 +87,12 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
     b = cfg.data.batch_size
     cases = experiments.make_cases(
         cfg, dataset, count, sample_seeds=[100 * j + b for j in range(count)])
-    runs = run_attacks(cases, blocks, keys)
+    case_blocks = attack_blocks(cfg)  # With the case's overrides.
+    runs = run_attacks(cases, case_blocks, keys)
     row = {"batch_size": b, "defense": experiments.plain(cfg.leak.defense)}
+    for label, block in case_blocks.items():
+      if experiments.plain(block) != results[label]:
+        row[f"{label}_block"] = experiments.plain(block)
     grid = [truth_images(cases[0])]
     for label, (recs, seconds) in runs.items():
       scores = [experiments.evaluate(r, c, cfg) for r, c in zip(recs, cases)]
