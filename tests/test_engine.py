@@ -103,12 +103,13 @@ def test_bad_pause_and_resume_raise():
   tx = optimizers.transformation("sgd", 0.1, 4)
   init, target = jnp.asarray([[0.0]]), jnp.asarray([1.0])
   for until in (0, 5):
-    with pytest.raises(ValueError, match=r"until must be in \[1, 4\]"):
+    with pytest.raises(ValueError, match=r"until must be in \[1, 4\] and "
+                       f"past the resume step 0; got {until}"):
       engine.optimize(_quadratic, init, tx, target,
                       options=_opts(iterations=4), until=until)
   _, paused = engine.optimize(_quadratic, init, tx, target,
                               options=_opts(iterations=4), until=2)
-  with pytest.raises(ValueError, match="resume is at step 2, at or past"):
+  with pytest.raises(ValueError, match="past the resume step 2; got 2"):
     engine.optimize(_quadratic, None, tx, target, options=_opts(iterations=4),
                     until=2, resume=paused["carry"])
 

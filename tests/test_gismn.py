@@ -162,10 +162,3 @@ def test_bad_select_at_raises(bad):
     gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, restarts=3, finalists=1,
                                              select_at=bad),
                       jax.random.key(4))
-
-
-def test_bad_lr_decay_raises():
-  gen, gv, vic, lk = _setup()
-  with pytest.raises(ValueError, match="unknown gismn lr_decay 'linear'"):
-    gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, lr_decay="linear"),
-                      jax.random.key(4))

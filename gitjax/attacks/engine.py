@@ -15,14 +15,14 @@ every leaf of ``init``) with any optax ``GradientTransformation`` ``tx``:
   each chunk: a hook that may change the traced ``data`` (a learning-signal
   switch, a group consensus, fresh noise) without a loop of its own;
 * L-BFGS with a line search reuses the value and gradient the search already
-  computed at the accepted point.
+  computed at the accepted point;
+* a run pauses after a step (``until``) and resumes from its state.
 
 ``loss_fn``, ``project`` and ``tx`` are static jit arguments: pass the same
 (hashable) objects to reuse the compiled program (``optimizers.transformation``
 caches its transformations); data that changes between calls goes through
-``data`` (traced). On XLA:CPU a convolution inside a ``while`` body runs ~8x
-slower than outside one, so the CPU default (``Options.loop``) loops on the
-host over one compiled step.
+``data`` (traced). XLA:CPU runs a convolution in a ``while`` body ~8x slower,
+so the CPU default (``Options.loop``) loops on the host over one step.
 """
 
 import functools
@@ -58,17 +58,14 @@ class Options(NamedTuple):
     progress: show a progress bar (logging happens regardless).
     shard_trials: spread the R trials over all devices (R a multiple of the
       device count).
-    trial_axis: "vmap" (side by side, the accelerator path), "map" (one
-      after another inside the step: unrolled up to ``MAX_UNROLLED_TRIALS``,
-      ``lax.map`` beyond; for victims with XLA's convolutions on a CPU,
-      whose vmapped weight gradients become grouped convolutions) or
-      "auto" ("vmap": the CPU victims' im2col convolutions batch well).
+    trial_axis: "vmap" (side by side), "map" (one after another inside
+      the step: unrolled up to ``MAX_UNROLLED_TRIALS``, ``lax.map`` beyond;
+      for XLA's convolutions on a CPU) or "auto" ("vmap").
     loop: "device" (one ``fori_loop`` per chunk), "host" (a Python loop
       over the compiled step; dispatch is asynchronous, so the host syncs
       once per chunk) or "auto" ("host" on CPU, else "device").
-    constants: compile ``data`` (the leak: victim parameters, message) into
-      the program, one compile per leak, so XLA transforms the weights
-      once (e.g. the flipped kernels of a convolution's input gradient)
+    constants: compile ``data`` (the leak) into the program, one compile
+      per leak, so XLA transforms the weights once (e.g. flipped kernels)
       instead of every step. Not with ``on_chunk`` (new data each chunk).
   """
   iterations: int = 1000
@@ -173,18 +170,15 @@ def init_carry(init_vars, tx) -> Carry:
 
 def trial_axis(options: Options) -> str:
   """The resolved ``options.trial_axis``: "vmap" or "map"."""
-  if options.shard_trials:
-    return "vmap"
-  if options.trial_axis == "auto":
-    return "vmap"
-  return options.trial_axis
+  auto = options.shard_trials or options.trial_axis == "auto"
+  return "vmap" if auto else options.trial_axis
 
 
 def loop_kind(options: Options) -> str:
   """The resolved ``options.loop``: "device" or "host"."""
-  if options.loop == "auto":
-    return "host" if jax.default_backend() == "cpu" else "device"
-  return options.loop
+  on_cpu = jax.default_backend() == "cpu"
+  return options.loop if options.loop != "auto" else (
+      "host" if on_cpu else "device")
 
 
 class Constant:
@@ -273,8 +267,7 @@ def _one_step(carry, data, *, loss_fn, project, tx, options, per_trial,
 
 
 def _twin(jitted, static_argnames):
-  """``jitted``'s function as a distinct function object, jitted: jax keys
-  (and ``clear_cache`` evicts) compiled programs by function."""
+  """``jitted``'s function as a new function, jitted (its own cache)."""
   f = jitted.__wrapped__
   g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_const",
                          f.__defaults__, f.__closure__)
@@ -282,8 +275,7 @@ def _twin(jitted, static_argnames):
   return xla_cpu.jit(static_argnames=static_argnames)(g)
 
 
-# Programs that hold a leak (``Options.constants``) have caches of their
-# own, emptied when their run ends, so every other program stays compiled.
+# Programs holding a leak (``constants``) have caches emptied after a run.
 _device_chunk_c = _twin(_device_chunk, _STATIC)
 _one_step_c = _twin(_one_step, _STATIC)
 
@@ -346,12 +338,6 @@ def shard(carry: Carry, data, per_trial: bool):
       data, split if per_trial else whole)
 
 
-def _chunk_length(done: int, options: Options) -> int:
-  n = min(options.chunk, options.iterations - done)
-  later = [s for s in options.stops if done < s < done + n]
-  return (later[0] - done) if later else n
-
-
 def _chunk_end(done: int, options: Options) -> int:
   """The end of the chunk a run straight from step 0 is in at ``done``
   (so a resumed run keeps the same chunk ends)."""
@@ -386,11 +372,9 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
       iterate (leading [R]).
     until: pause after this many steps (of ``options.iterations``); ``info``
       then holds the loop state as ``carry``.
-    resume: a paused run's ``info["carry"]``: continue from its step (with
-      its optimizer state and kept iterates; ``init_vars`` is ignored). A run
-      paused and resumed equals one run straight through, given the same
-      ``data``: the chunks end where that run's do (``on_chunk`` is also
-      called at the resume step).
+    resume: a paused run's ``info["carry"]`` to continue (``init_vars`` is
+      ignored): the same run as one straight through, given the same
+      ``data``, with its chunk ends (and an ``on_chunk`` call on resuming).
 
   Returns:
     (vars, info). ``info`` has ``loss`` (the chosen trial's objective),
@@ -402,20 +386,17 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
   options = check_options(options)
   if on_chunk is not None:
     options = options._replace(constants=False)  # New data: no recompiles.
-  t0 = time.time()
-  total = options.iterations
+  t0, total = time.time(), options.iterations
   end = total if until is None else int(until)
-  if not 0 < end <= total:
-    raise ValueError(f"until must be in [1, {total}]; got {until}")
   carry = _init_carry(init_vars, tx) if resume is None else resume
+  first = done = int(carry.step)
+  if not first < end <= total:
+    raise ValueError(f"until must be in [1, {total}] and past the resume "
+                     f"step {first}; got {end}")
   if options.shard_trials:
     carry, data = shard(carry, data, per_trial)
-  done = int(carry.step)
-  if done >= end:
-    raise ValueError(f"resume is at step {done}, at or past the end {end}")
   hist_it, hist_loss, compile_s = [], [], None
-  # Logs a line at every advance (each chunk), whether the bar shows or not.
-  bar = report.progress(end - done, desc, log_every=1,
+  bar = report.progress(end - done, desc, log_every=1,  # Logs every chunk.
                         disable=not options.progress)
   kw = dict(loss_fn=loss_fn, project=project, tx=tx, options=options,
             per_trial=per_trial)
@@ -450,7 +431,6 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
   r = int(np.argmin(best_l))
   died = np.asarray(carry.died_at)
   seconds = time.time() - t0
-  steps = end - (int(resume.step) if resume is not None else 0)
   info = dict(
       loss=float(best_l[r]), best_trial=r,
       trial_losses=[float(x) for x in best_l],
@@ -460,7 +440,7 @@ def optimize(loss_fn: Callable, init_vars, tx, data=None, *,
       restarts=int(best_l.shape[0]),
       history=dict(iteration=hist_it, loss=hist_loss),
       seconds=seconds, first_chunk_seconds=compile_s,
-      seconds_per_iteration=seconds / steps)
+      seconds_per_iteration=seconds / (end - first))
   if end < total:
     info["carry"] = carry
   if not np.isfinite(best_l[r]):

@@ -6,8 +6,7 @@ the observed gradient (papers.md B.2):
 
 * init: z ~ N(0, I), w = w_avg + psi (mapping(z) - w_avg) with psi = 0.5,
   copied to every layer; noise maps ~ N(0, 1);
-* Adam, lr 0.1, constant (``lr_decay="cosine"`` anneals it after the
-  switch; not in GI-SMN);
+* Adam, lr 0.1, constant;
 * iterations t < (4/9) T: L = D(trial gradient, observed) (L1 by default);
 * afterwards L = D / 2 + tv TV(x) + l2 ||x||_2 / HW + group ||x - x_g||_2 / HW
   with tv = l2 = group = 1e-4 and x_g a snapshot of the reconstruction taken
@@ -58,7 +57,6 @@ DEFAULTS = dict(
     generator_dir=None,
     steps=3600,
     lr=0.1,
-    lr_decay=None,  # Or "cosine" from the switch to the end (not GI-SMN's).
     distance="l1",
     switch=4.0 / 9.0,  # Fraction of the steps spent on pure matching.
     tv=1e-4,
@@ -142,24 +140,10 @@ class StagedLoss(NamedTuple):
     return (1.0 - 0.5 * late) * d + late * reg
 
 
-LR_DECAYS = (None, "cosine")
-
-
 @functools.lru_cache(maxsize=8)
-def transformation(lr: float, optimize_noise: bool, decay: str | None = None,
-                   switch: int = 0, steps: int = 1):
+def transformation(lr: float, optimize_noise: bool):
   """Adam on W+ (and the noise maps unless frozen); cached, so the engine's
-  compiled step (keyed by ``tx``) is reused across attacks.
-
-  ``decay``: None keeps ``lr`` (GI-SMN); "cosine" keeps it to step
-  ``switch``, then anneals it to 0 at ``steps`` (not in GI-SMN).
-  """
-  if decay not in LR_DECAYS:
-    raise ValueError(f"unknown gismn lr_decay {decay!r}; known: {LR_DECAYS}")
-  if decay == "cosine":
-    lr = optax.join_schedules(
-        [optax.constant_schedule(lr),
-         optax.cosine_decay_schedule(lr, max(1, steps - switch))], [switch])
+  compiled step (keyed by ``tx``) is reused across attacks."""
   adam = optax.adam(lr)
   if optimize_noise:
     return adam
@@ -231,8 +215,7 @@ def reconstruct(leak, victim, generator, gen_vars, config,
   leak_data = matching.make_data(leak, ys)
   loss = StagedLoss(problem, render, float(cfg["tv"]), float(cfg["l2"]),
                     float(cfg["group"]))
-  tx = transformation(float(cfg["lr"]), bool(cfg["optimize_noise"]),
-                      cfg["lr_decay"], switch, steps)
+  tx = transformation(float(cfg["lr"]), bool(cfg["optimize_noise"]))
   options = engine.Options(iterations=steps, chunk=every,
                            stops=(snap_start,), keep="last", progress=False)
   distance = functools.partial(_distance, problem)
