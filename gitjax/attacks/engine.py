@@ -176,9 +176,9 @@ def trial_axis(options: Options) -> str:
 
 def loop_kind(options: Options) -> str:
   """The resolved ``options.loop``: "device" or "host"."""
-  on_cpu = jax.default_backend() == "cpu"
-  return options.loop if options.loop != "auto" else (
-      "host" if on_cpu else "device")
+  if options.loop != "auto":
+    return options.loop
+  return "host" if jax.default_backend() == "cpu" else "device"
 
 
 class Constant:

@@ -168,20 +168,24 @@ def _start_keys(key, restarts: int) -> list:
                                        restarts - 1))
 
 
+def _is_count(x, most: int | None = None) -> bool:
+  """An int (not a bool) in [1, most]."""
+  return (isinstance(x, int) and not isinstance(x, bool) and x >= 1
+          and (most is None or x <= most))
+
+
 def _counts(cfg) -> tuple[int, int]:
   """(restarts, finalists), checked with ``select_at``."""
   restarts, finalists = cfg["restarts"], cfg["finalists"]
   if not 0.0 < float(cfg["select_at"]) < 1.0:
     raise ValueError(f"gismn select_at must be in (0, 1); got "
                      f"{cfg['select_at']!r}")
-  if isinstance(restarts, bool) or not isinstance(restarts, int) or (
-      restarts < 1):
+  if not _is_count(restarts):
     raise ValueError(f"gismn restarts must be an integer >= 1; got "
                      f"{restarts!r}")
   if finalists is None:
     return restarts, restarts
-  if isinstance(finalists, bool) or not isinstance(finalists, int) or not (
-      1 <= finalists <= restarts):
+  if not _is_count(finalists, restarts):
     raise ValueError(f"gismn finalists must be an integer in [1, restarts = "
                      f"{restarts}] or None; got {finalists!r}")
   return restarts, finalists
