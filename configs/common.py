@@ -8,6 +8,8 @@ from gitjax.errors import InputError
 # Generative priors shipped in the package (gitjax/weights/manifest.json);
 # attack configs use them unless ``generator_dir`` names a workdir.
 SHIPPED_PRIORS = dict(celeba="dcgan_celeba32", cifar10="style_cifar10_32")
+# The Gaussian image prior of the git_posterior attack (gitjax.gaussian_prior).
+SHIPPED_GAUSSIAN_PRIOR = "gaussian_cifar10"
 
 
 def smoke_image_size(generator_dir: str) -> int:

@@ -85,8 +85,9 @@ def _restore(directory: str, step: int | None, like_fn) -> tuple[int, Any]:
 def inverter(directory: str, step: int | None = None) -> Trained:
   """The inverter trained in ``directory`` (latest step by default), cached.
 
-  ``directory`` may also be the name of shipped weights (module docstring);
-  ``step`` must then be None or the entry's step.
+  ``directory`` may also be the name of shipped weights (module docstring),
+  bare or as ``Trained.workdir`` gives it ("pretrained:<name>"); ``step``
+  must then be None or the entry's step.
 
   Raises:
     RunNotFoundError: if ``directory`` has no config.json or no checkpoint.
@@ -98,6 +99,8 @@ def inverter(directory: str, step: int | None = None) -> Trained:
     raise InputError("inverter_dir is not set: train an inverter with "
                      "`python -m launch.train_inverter` and pass its workdir "
                      "(or the name of shipped weights)")
+  if isinstance(directory, str) and directory.startswith(PRETRAINED):
+    directory = directory[len(PRETRAINED):]  # Trained.workdir round-trips.
   if pretrained.is_name(directory):
     e = _shipped_entry(directory, "inverter")
     if step is not None and int(step) != int(e["step"]):
@@ -142,6 +145,8 @@ def generator(directory: str) -> tuple[gen_lib.Generator, Any]:
     raise InputError("generator_dir is not set: train a prior with "
                      "`python -m launch.train_prior` and pass its workdir "
                      "(or the name of shipped weights)")
+  if isinstance(directory, str) and directory.startswith(PRETRAINED):
+    directory = directory[len(PRETRAINED):]  # Trained.workdir round-trips.
   if pretrained.is_name(directory):
     _shipped_entry(directory, "generator")
     return _shipped_generator(directory, pretrained.WEIGHTS_DIR,

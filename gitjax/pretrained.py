@@ -4,7 +4,7 @@
 entry}}``. An entry records what rebuilds the model and where the weights
 came from::
 
-  kind: "inverter" or "generator"
+  kind: "inverter", "generator" or "gaussian_prior"
   files: {"<name>.npz": sha256 hex}  (relative to the weights folder)
   config: the training config (dict); run_info: run_info.json or null
   step, data (what it was trained on), date (YYYY-MM-DD), metrics (dict),
@@ -37,7 +37,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "weights")
 MANIFEST = "manifest.json"
 FORMAT = 1
-KINDS = ("inverter", "generator")
+KINDS = ("inverter", "generator", "gaussian_prior")
 DTYPES = ("float32", "float16")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 

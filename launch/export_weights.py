@@ -7,6 +7,12 @@ Writes gitjax/weights/<name>.npz and its manifest entry (config, run_info,
 step, metrics, sha256); then ``inverter_dir=<name>`` (or ``generator_dir``)
 loads it. An existing name is refused unless --replace. Bad input is one
 line on stderr and exit status 2.
+
+A Gaussian image prior (``gitjax.gaussian_prior``, for the ``git_posterior``
+attack) is fit to a dataset's training split instead of read from a run:
+python -m launch.export_weights --kind=gaussian_prior \
+    --name=gaussian_cifar10 --dataset=cifar10 \
+    --data_dir=../shared/data/cifar10 --rank=128 --dtype=float16
 """
 
 import os
@@ -14,8 +20,11 @@ import sys
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from gitjax import checkpoint
+from gitjax import data as data_lib
+from gitjax import gaussian_prior
 from gitjax import inverter_setup
 from gitjax import loading
 from gitjax import pretrained
@@ -44,6 +53,12 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
                     "Stored float type.", flag_values=fv)
   flags.DEFINE_bool("replace", False, "Overwrite an existing name.",
                     flag_values=fv)
+  flags.DEFINE_string("dataset", None, "gaussian_prior: the dataset whose "
+                      "training split it is fit to.", flag_values=fv)
+  flags.DEFINE_string("data_dir", None, "gaussian_prior: where it is.",
+                      flag_values=fv)
+  flags.DEFINE_integer("rank", 128, "gaussian_prior: principal directions "
+                       "kept.", flag_values=fv)
 
 
 def _read(workdir: str, name: str):
@@ -85,6 +100,21 @@ def export_run(workdir: str, name: str, kind: str, *, command: str,
       command=command, dtype=dtype, directory=directory, replace=replace)
 
 
+def export_gaussian(dataset: str, data_dir: str, name: str, rank: int, *,
+                    dtype: str = "float16", replace: bool = False,
+                    directory: str | None = None, command: str = "") -> dict:
+  """Fits ``gaussian_prior`` to a dataset's training split and ships it."""
+  if not dataset or not data_dir:
+    raise InputError("--kind=gaussian_prior needs --dataset and --data_dir")
+  ds = data_lib.load(dataset, data_dir=data_dir, split="train")
+  images = np.asarray(ds.images, np.float32)  # [0, 1].
+  return gaussian_prior.export(
+      name, images, rank, data=f"{dataset} train ({len(images)} images)",
+      command=command or " ".join(["python -m launch.export_weights"]
+                                  + sys.argv[1:]),
+      dtype=dtype, replace=replace, directory=directory)
+
+
 def _fail(message: str) -> None:
   print(f"launch.export_weights: error: {' '.join(message.split())}",
         file=sys.stderr)
@@ -98,8 +128,12 @@ def main(argv) -> None:
   try:
     if not f.name:
       raise InputError("--name is required")
-    new = export_run(f.workdir, f.name, f.kind, command=f.command,
-                   data=f.data, dtype=f.dtype, replace=f.replace)
+    if f.kind == gaussian_prior.KIND:
+      new = export_gaussian(f.dataset, f.data_dir, f.name, f.rank,
+                            dtype=f.dtype, replace=f.replace)
+    else:
+      new = export_run(f.workdir, f.name, f.kind, command=f.command,
+                       data=f.data, dtype=f.dtype, replace=f.replace)
   except common.ONE_LINE_ERRORS as e:
     _fail(str(e) or type(e).__name__)
   print(f"exported {f.name} (step {new['step']}) to "

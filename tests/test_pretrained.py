@@ -85,6 +85,7 @@ def test_name_loads_the_same_params_as_the_workdir(trained, weights):
     assert a.dtype == b.dtype
     np.testing.assert_array_equal(a, b)
   assert loading.inverter("tiny") is shipped  # Cached.
+  assert loading.inverter(shipped.workdir) is shipped  # Round-trips.
   with pytest.raises(InputError, match="hold step 2 only; step 1"):
     loading.inverter("tiny", step=1)
   with pytest.raises(InputError, match="of kind 'inverter', not 'generator'"):

@@ -27,7 +27,9 @@ case run on its own): B = 1 20.28 / 17.38 (0.456 / 0.474), B = 4 16.95 /
 12.34 (0.517 / 0.610), B = 8 14.80 / 10.55 (0.595 / 0.674), pruning
 17.17 / 14.65 (0.552 / 0.585), noise 19.81 / 15.85 (0.493 / 0.543): met
 at B = 4, 8 and under noise, missed by 0.09 dB at B = 1 and 0.48 dB under
-pruning (BUILD_NOTES.md, with widths 8 and 16).
+pruning on these 4 images; on 8 (``--config.bench.num_batches=8``, the
+same first 4) B = 1 21.55 / 16.44 (0.386 / 0.488) and pruning 18.21 /
+13.58 (0.495 / 0.588) meet it (BUILD_NOTES.md, with widths 8 and 16).
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net

@@ -29,6 +29,7 @@ ATTACKS = {
     "tensor": "gitjax.attacks.tensor:attack",
     "git": "gitjax.attacks.git:attack",
     "git_ig": "gitjax.attacks.git:attack_with_matching",
+    "git_posterior": "gitjax.attacks.git:attack_with_posterior",
     "lti": "gitjax.attacks.git:attack_lti",
     "ggl": "gitjax.attacks.ggl:attack",
     "gismn": "gitjax.attacks.gismn:attack",

@@ -15,6 +15,18 @@ Attack fields:
   restarts: trials start from GIT's output plus ``jitter`` * N(0, 1) noise
     (the first one without noise).
 
+``attack_with_posterior`` (GIT + a posterior step) takes
+  prior: a Gaussian image prior (``gaussian_prior``): a shipped name or an
+    ``.npz`` of ``gaussian_prior.save``; required.
+  sigma: the noise's standard deviation per message entry ("auto": the
+    leak's Gaussian defense, or ``sigma_clean`` for a leak without one; a
+    number: used as given, a regularizer on a clean leak).
+  steps (1), cg_iterations (200): Gauss-Newton steps and conjugate
+    gradients per step (``posterior.step``).
+  label_search: with one image and no shared labels, take the class whose
+    message at GIT's output is nearest the leak (a confident victim's
+    gradient is mostly noise, and iDLG's sign rule then guesses).
+
 The leak must match the inverter's training setup (model and config, image
 shape, B, normalization, FedSGD from one client, labels if the inverter was
 trained with shared labels); anything else is a clear error. The victim's
@@ -29,15 +41,21 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gitjax import client_model
+from gitjax import gaussian_prior
 from gitjax import leak as leak_lib
 from gitjax import loading
 from gitjax.attacks import gradient_matching
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import matching
+from gitjax.attacks import posterior
 from gitjax.attacks import Reconstruction
 
 GIT_FIELDS = dict(inverter_dir=None, step=None, labels="auto")
 MATCHING_FIELDS = dict(GIT_FIELDS, proximity=0.0, jitter=0.0)
+POSTERIOR_FIELDS = dict(GIT_FIELDS, prior=None, sigma="auto", steps=1,
+                        cg_iterations=200, label_search=True,
+                        sigma_clean=None)
 # Inverting Gradients' settings, but a 10x smaller step: signed Adam at IG's
 # lr 0.1 moves every pixel by ~0.1 per step and erases GIT's starting image
 # within a few steps (measured on CIFAR-10 / LeNet: 12.4 dB after 250 steps
@@ -211,3 +229,79 @@ def attack_with_matching(leak, victim, config, key) -> Reconstruction:
   info = dict(res.info, git=start.info, proximity=prox,
               label_source=start.info["label_source"])
   return Reconstruction(images=res.images, labels=start.labels, info=info)
+
+
+def _sigma(leak, sigma, sigma_clean=None) -> float:
+  if sigma == "auto" and sigma_clean is not None and not any(
+      dict(d).get("name") == "gaussian" for d in leak.defense):
+    sigma = sigma_clean
+  if sigma != "auto":
+    if not isinstance(sigma, (int, float)) or not sigma > 0:
+      raise ValueError(f"git_posterior sigma must be 'auto' or > 0; got "
+                       f"{sigma!r}")
+    return float(sigma)
+  found = [float(dict(d)["sigma"]) for d in leak.defense
+           if dict(d).get("name") == "gaussian"]
+  if len(found) != 1:
+    raise ValueError("git_posterior sigma='auto' needs a leak with one "
+                     f"Gaussian noise defense; it has {list(leak.defense)}: "
+                     "set attack.sigma or attack.sigma_clean")
+  return found[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _nearest_label(client, x, observed, params, state, arrays, num_classes):
+  """[1] the class whose message at ``x`` (one image) is nearest
+  ``observed`` in squared L2."""
+  def distance(c):
+    m = client.message(params, state, x, c[None], arrays)
+    return sum(jnp.sum(jnp.square(a - b)) for a, b in
+               zip(jax.tree.leaves(m), jax.tree.leaves(observed)))
+  return jnp.argmin(jax.vmap(distance)(jnp.arange(num_classes)))[None]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _posterior_step(client, iterations, x01, observed, params, state, labels,
+                    arrays, mean, std, sigma, prior):
+  """``posterior.step`` on the client model's message of [0, 1] images
+  (jitted: the client model and the iteration count are static)."""
+  def message(x):
+    return client.message(params, state, (x - mean) / std, labels, arrays)
+  x, info = posterior.step(message, x01, observed, sigma, prior,
+                           iterations=iterations)
+  return x, info["residual"]
+
+
+def attack_with_posterior(leak, victim, config, key) -> Reconstruction:
+  """GIT + Gauss-Newton steps toward the posterior mode under the leak's
+  Gaussian noise and a Gaussian image prior (``posterior.step``)."""
+  del key
+  fields, _ = _fields(config, POSTERIOR_FIELDS)
+  sigma = _sigma(leak, fields["sigma"], fields["sigma_clean"])
+  if not fields["prior"]:
+    raise ValueError("git_posterior needs attack.prior: a Gaussian image "
+                     "prior (a shipped name or a gaussian_prior .npz)")
+  prior = gaussian_prior.load(fields["prior"])
+  start = _invert_leak(leak, victim, fields, "git")
+  mean, std = jnp.asarray(leak.mean), jnp.asarray(leak.std)
+  # Plain autodiff of the message: the step needs its jvp and transpose
+  # ("forward" is a custom_vjp, which has no jvp).
+  client, arrays = client_model.from_leak(leak, victim,
+                                          second_order="reverse")
+  labels, source = jnp.asarray(start.labels), start.info["label_source"]
+  if fields["label_search"] and labels.shape[0] == 1 and source != "shared":
+    labels = _nearest_label(client, start.images, leak.message, leak.params,
+                            leak.state, arrays, leak.num_classes)
+    source = "search"
+  lo, hi = leak_lib.box(leak)
+  x = start.images * std + mean
+  residuals = []
+  for _ in range(int(fields["steps"])):
+    x, residual = _posterior_step(
+        client, int(fields["cg_iterations"]), x, leak.message, leak.params,
+        leak.state, labels, arrays, mean, std, sigma, prior)
+    x = jnp.clip((x - mean) / std, lo, hi) * std + mean
+    residuals.append(float(residual))
+  info = dict(start.info, sigma=sigma, prior=fields["prior"],
+              cg_residuals=residuals, label_source=source)
+  return Reconstruction(images=(x - mean) / std, labels=labels, info=info)

@@ -16,6 +16,11 @@ runs' evaluation):
   (``experiments.case_from_batch`` at the inverter's victim), ``config.attack``
   (GIT) and ``config.baselines`` (LTI, DLG, IG, GIT + IG), with and without
   noise, scored by ``experiments.evaluate``; seconds per reconstruction;
+* with a ``git_posterior`` block in ``config.baselines``: GIT + the
+  posterior step on every test leak, clean (the clean GIT) and noisy (the
+  noise-trained one), scored like the inverters (``posterior_scores``); a
+  block without ``prior`` gets one fit to the GIT inverter's training
+  images (``bench.prior_rank`` directions);
 * with ``bench.ig_budgets``: IG run at each of those iteration budgets on
   the same leaks, and the seconds IG needs to reach GIT's and GIT + IG's
   PSNR (or that it does not reach it within the largest budget).
@@ -34,6 +39,7 @@ import numpy as np
 
 from gitjax import data as data_lib
 from gitjax import experiments
+from gitjax import gaussian_prior
 from gitjax import inverter_eval
 from gitjax import loading
 from gitjax import metrics
@@ -42,7 +48,8 @@ from gitjax import report
 from gitjax import train_inverter
 from gitjax.benchmarks import compare
 
-INVERTER_ATTACKS = ("git", "git_ig")  # Take the GIT inverter's workdir.
+# These take the GIT inverter's workdir.
+INVERTER_ATTACKS = ("git", "git_ig", "git_posterior")
 
 
 def trained_inverter(config, name: str, workdir: str):
@@ -146,12 +153,15 @@ def compare_attacks(config, blocks: dict, trained, test,
   return out, pictures
 
 
-def attack_runs(config, git, lti=None) -> dict:
+def attack_runs(config, git, lti=None, posterior=None) -> dict:
   """The attack blocks by label, with their inverters' workdirs filled in;
-  without ``lti``, the LTI blocks are left out."""
+  without ``lti``, the LTI blocks are left out; ``posterior`` replaces the
+  ``git_posterior`` block (``posterior_block``: its prior filled in)."""
   runs = {}
   for label, block in compare.attack_blocks(config).items():
     block = dict(experiments.plain(block))
+    if label == "git_posterior" and posterior is not None:
+      block = dict(posterior)
     if block["name"] == "lti":
       if lti is None:
         continue
@@ -194,6 +204,55 @@ def test_set_scores(config, trained: dict, test, sigma: float) -> dict:
                                seed=1)
     t["git_clean_trained_on_noise"] = _summary(r["mse"], r, lp)
   return t
+
+
+def posterior_block(config, git, workdir: str) -> dict | None:
+  """The ``git_posterior`` baseline, with a prior fit to GIT's training
+  images when it names none; None without one."""
+  block = config.baselines.get("git_posterior")
+  if block is None:
+    return None
+  block = dict(experiments.plain(block))
+  if not block.get("prior"):
+    path = os.path.join(workdir, "gaussian_prior.npz")
+    if not os.path.exists(path):
+      images = train_inverter.load_dataset(
+          dict(git.config.data.to_dict())).images
+      gaussian_prior.save(gaussian_prior.fit(
+          images, int(config.bench.get("prior_rank", 32))), path)
+    block["prior"] = path
+  return block
+
+
+def posterior_scores(config, block, trained: dict, test,
+                     sigma: float) -> dict:
+  """GIT + the posterior step (``block``) on every test leak (``_cases``'
+  keys): the clean GIT on clean leaks, the noise-trained GIT on noisy
+  ones."""
+  if block is None:
+    return {}
+  lp, out = config.eval.get("lpips_net"), {}
+  runs = [("git_posterior", trained["git"], 0.0)]
+  if "git_noise" in trained:
+    runs.append(("git_posterior_noise", trained["git_noise"], sigma))
+  for name, tr, s in runs:
+    mse, lpips, secs = [], [], []
+    for i, case in enumerate(_cases(tr, test, s)):
+      t0 = time.time()
+      rec = experiments.attack_case(
+          case, dict(block, inverter_dir=tr.workdir), jax.random.key(i))
+      jax.block_until_ready(rec.images)
+      secs.append(time.time() - t0)
+      m = experiments.evaluate(rec, case, config)["mean"]
+      mse.append(m["mse"])
+      lpips.append(m.get("lpips"))
+    out[name] = _summary(mse)
+    if lp:
+      out[name].update(lpips=float(np.mean(lpips)),
+                       lpips_median=float(np.median(lpips)))
+    out[name]["seconds_median"] = float(np.median(secs))
+    logging.info("%s: mse %.4f", name, out[name]["mse"])
+  return out
 
 
 def ig_budget_timing(config, git, attacked, clean: dict) -> dict:
@@ -243,15 +302,18 @@ def run(config, workdir):
              "sigma": sigma,
              "inverters": {k: _train_record(v) for k, v in trained.items()}}
   t = results["test_set"] = test_set_scores(config, trained, test, sigma)
+  post = posterior_block(config, git, workdir)
+  t.update(posterior_scores(config, post, trained, test, sigma))
   logging.info("Test-set MSE: %s", {k: v["mse"] for k, v in t.items()})
 
   k = int(config.bench.num_attack)
   attacked = data_lib.subset(test, list(range(k * b)))
-  clean, pics = compare_attacks(config, attack_runs(config, git, lti), git,
-                                attacked, 0.0)
+  clean, pics = compare_attacks(config, attack_runs(config, git, lti, post),
+                                git, attacked, 0.0)
   results["attacks_clean"] = clean
   if git_noise is not None:
-    noisy, _ = compare_attacks(config, attack_runs(config, git_noise),
+    noisy, _ = compare_attacks(config,
+                               attack_runs(config, git_noise, posterior=post),
                                git_noise, attacked, sigma)
     results[f"attacks_sigma_{sigma:g}"] = noisy
   report.save_grid(
@@ -279,6 +341,9 @@ def _targets(t: dict, clean: dict) -> dict:
   out["git_mse_le_0_010"] = t["git"]["mse"] <= 0.010
   if "git_noise_trained" in t:
     out["git_noise_mse_le_0_012"] = t["git_noise_trained"]["mse"] <= 0.012
+  if "git_posterior_noise" in t:
+    out["git_posterior_noise_mse_le_0_012"] = (
+        t["git_posterior_noise"]["mse"] <= 0.012)
   if {"ig", "git_ig_quarter", "git_ig"} <= set(clean):
     ig = clean["ig"]["psnr"]
     out["git_ig_quarter_reaches_ig"] = clean["git_ig_quarter"]["psnr"] >= ig
