@@ -289,7 +289,8 @@ def attack_with_posterior(leak, victim, config, key) -> Reconstruction:
   client, arrays = client_model.from_leak(leak, victim,
                                           second_order="reverse")
   labels, source = jnp.asarray(start.labels), start.info["label_source"]
-  if fields["label_search"] and labels.shape[0] == 1 and source != "shared":
+  if (fields["label_search"] and labels.shape[0] == 1 and source != "shared"
+      and victim.loss != "squared"):  # Classes only.
     labels = _nearest_label(client, start.images, leak.message, leak.params,
                             leak.state, arrays, leak.num_classes)
     source = "search"
