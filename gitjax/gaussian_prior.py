@@ -8,10 +8,11 @@ With D pixels and rank k, the covariance is
 U ([D, k], orthonormal) the top principal directions of the public
 images, ``variances`` their variances and ``residual`` the mean variance of
 the other D - k directions. C and C^-1 apply in O(D k), and the prior
-stores D (k + 1) + k + 1 numbers (0.8 MB at 32x32x3 and k = 128 in
+stores D (k + 1) + k + 1 numbers (3.2 MB at 32x32x3 and k = 512 in
 float16) where the full covariance would take D^2. Images are on [0, 1].
 """
 
+import functools
 import io
 import os
 from typing import NamedTuple
@@ -105,7 +106,9 @@ def save(prior: GaussianPrior, path: str) -> None:
   report.write_bytes(path, buf.getvalue())
 
 
-def _load_npz(path: str) -> GaussianPrior:
+@functools.lru_cache(maxsize=4)
+def _load_npz(path: str, stat: tuple) -> GaussianPrior:
+  del stat  # Part of the cache key: a changed file reloads.
   try:
     with np.load(path, allow_pickle=False) as z:
       tree = {k: jnp.asarray(z[k], jnp.float32) for k in GaussianPrior._fields}
@@ -121,7 +124,7 @@ def _load_npz(path: str) -> GaussianPrior:
 
 def load(name: str, weights_dir: str | None = None) -> GaussianPrior:
   """The prior ``name``: a shipped name (hash verified; ``pretrained``) or
-  the path of a ``save``d ``.npz``.
+  the path of a ``save``d ``.npz``; cached until its file changes.
 
   Raises:
     InputError: unknown name or missing file, another kind of weights, a
@@ -131,7 +134,8 @@ def load(name: str, weights_dir: str | None = None) -> GaussianPrior:
   if str(name).endswith(".npz"):
     if not os.path.isfile(name):
       raise InputError(f"gaussian prior {name}: no such file")
-    return _load_npz(name)
+    st = os.stat(name)
+    return _load_npz(os.path.abspath(name), (st.st_mtime_ns, st.st_size))
   e = pretrained.entry(name, weights_dir)
   if e["kind"] != KIND:
     raise InputError(f"pretrained weights {name!r} are of kind "
@@ -140,6 +144,15 @@ def load(name: str, weights_dir: str | None = None) -> GaussianPrior:
   if "image_shape" not in cfg or "rank" not in cfg:
     raise InputError(f"pretrained weights {name!r}: the manifest entry's "
                      "config has no image_shape and rank")
+  return _load_shipped(name, weights_dir,
+                       pretrained.fingerprint(name, weights_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_shipped(name: str, weights_dir: str | None,
+                  key: str) -> GaussianPrior:
+  del key  # Part of the cache key: changed weights reload.
+  cfg = pretrained.entry(name, weights_dir)["config"]
   tree = pretrained.load_tree(name, _like(cfg["image_shape"],
                                           int(cfg["rank"]))._asdict(),
                               weights_dir)

@@ -145,8 +145,6 @@ def generator(directory: str) -> tuple[gen_lib.Generator, Any]:
     raise InputError("generator_dir is not set: train a prior with "
                      "`python -m launch.train_prior` and pass its workdir "
                      "(or the name of shipped weights)")
-  if isinstance(directory, str) and directory.startswith(PRETRAINED):
-    directory = directory[len(PRETRAINED):]  # Trained.workdir round-trips.
   if pretrained.is_name(directory):
     _shipped_entry(directory, "generator")
     return _shipped_generator(directory, pretrained.WEIGHTS_DIR,

@@ -12,7 +12,7 @@ A Gaussian image prior (``gitjax.gaussian_prior``, for the ``git_posterior``
 attack) is fit to a dataset's training split instead of read from a run:
 python -m launch.export_weights --kind=gaussian_prior \
     --name=gaussian_cifar10 --dataset=cifar10 \
-    --data_dir=../shared/data/cifar10 --rank=128 --dtype=float16
+    --data_dir=../shared/data/cifar10 --rank=512 --dtype=float16
 """
 
 import os

@@ -55,6 +55,7 @@ def test_save_load_round_trip_and_refusals(tmp_path):
   gaussian_prior.save(prior, path)
   before = os.path.getmtime(path)
   back = gaussian_prior.load(path)
+  assert gaussian_prior.load(path) is back  # Cached until the file changes.
   for a, b in zip(prior, back):  # The basis re-orthonormalized: ~ equal.
     np.testing.assert_allclose(a, b, atol=1e-5)
   with pytest.raises(InputError, match="exists; not overwritten"):
@@ -153,6 +154,7 @@ def weights(tmp_path, monkeypatch):
 
 def test_shipped_prior_loads_by_name_and_inverts():
   prior = gaussian_prior.load("gaussian_cifar10")
+  assert gaussian_prior.load("gaussian_cifar10") is prior  # Cached.
   assert prior.image_shape == (32, 32, 3) and prior.basis.shape[1] == 512
   v = jax.random.normal(jax.random.key(0), (2, 3072))
   np.testing.assert_allclose(prior.precision(prior.covariance(v)), v,

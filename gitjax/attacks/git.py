@@ -232,16 +232,15 @@ def attack_with_matching(leak, victim, config, key) -> Reconstruction:
 
 
 def _sigma(leak, sigma, sigma_clean=None) -> float:
-  if sigma == "auto" and sigma_clean is not None and not any(
-      dict(d).get("name") == "gaussian" for d in leak.defense):
+  found = [float(dict(d)["sigma"]) for d in leak.defense
+           if dict(d).get("name") == "gaussian"]
+  if sigma == "auto" and sigma_clean is not None and not found:
     sigma = sigma_clean
   if sigma != "auto":
     if not isinstance(sigma, (int, float)) or not sigma > 0:
       raise ValueError(f"git_posterior sigma must be 'auto' or > 0; got "
                        f"{sigma!r}")
     return float(sigma)
-  found = [float(dict(d)["sigma"]) for d in leak.defense
-           if dict(d).get("name") == "gaussian"]
   if len(found) != 1:
     raise ValueError("git_posterior sigma='auto' needs a leak with one "
                      f"Gaussian noise defense; it has {list(leak.defense)}: "
@@ -294,14 +293,13 @@ def attack_with_posterior(leak, victim, config, key) -> Reconstruction:
     labels = _nearest_label(client, start.images, leak.message, leak.params,
                             leak.state, arrays, leak.num_classes)
     source = "search"
-  lo, hi = leak_lib.box(leak)
-  x = start.images * std + mean
+  x = start.images * std + mean  # [0, 1] pixels, the leak's box.
   residuals = []
   for _ in range(int(fields["steps"])):
     x, residual = _posterior_step(
         client, int(fields["cg_iterations"]), x, leak.message, leak.params,
         leak.state, labels, arrays, mean, std, sigma, prior)
-    x = jnp.clip((x - mean) / std, lo, hi) * std + mean
+    x = jnp.clip(x, 0.0, 1.0)
     residuals.append(float(residual))
   info = dict(start.info, sigma=sigma, prior=fields["prior"],
               cg_residuals=residuals, label_source=source)

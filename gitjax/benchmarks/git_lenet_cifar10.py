@@ -18,7 +18,7 @@ runs' evaluation):
   noise, scored by ``experiments.evaluate``; seconds per reconstruction;
 * with a ``git_posterior`` block in ``config.baselines``: GIT + the
   posterior step on every test leak, clean (the clean GIT) and noisy (the
-  noise-trained one), scored like the inverters (``posterior_scores``); a
+  noise-trained one), scored like the attacks (``posterior_scores``); a
   block without ``prior`` gets one fit to the GIT inverter's training
   images (``bench.prior_rank`` directions);
 * with ``bench.ig_budgets``: IG run at each of those iteration budgets on
@@ -147,6 +147,7 @@ def compare_attacks(config, blocks: dict, trained, test,
                  if any(r[k] is not None for r in rows) else None
                  for k in rows[0]}
     out[name]["per_image_psnr"] = [r["psnr"] for r in rows]
+    out[name]["mse_median"] = float(np.median([r["mse"] for r in rows]))
     # The first image's call includes compiling; the median does not.
     out[name]["seconds_median"] = float(np.median([r["seconds"]
                                                    for r in rows]))
@@ -214,44 +215,31 @@ def posterior_block(config, git, workdir: str) -> dict | None:
     return None
   block = dict(experiments.plain(block))
   if not block.get("prior"):
-    path = os.path.join(workdir, "gaussian_prior.npz")
+    rank = int(config.bench.get("prior_rank", 32))
+    path = os.path.join(workdir, f"gaussian_prior_rank{rank}.npz")
     if not os.path.exists(path):
       images = train_inverter.load_dataset(
           dict(git.config.data.to_dict())).images
-      gaussian_prior.save(gaussian_prior.fit(
-          images, int(config.bench.get("prior_rank", 32))), path)
+      gaussian_prior.save(gaussian_prior.fit(images, rank), path)
     block["prior"] = path
   return block
 
 
 def posterior_scores(config, block, trained: dict, test,
                      sigma: float) -> dict:
-  """GIT + the posterior step (``block``) on every test leak (``_cases``'
-  keys): the clean GIT on clean leaks, the noise-trained GIT on noisy
-  ones."""
+  """GIT + the posterior step (``block``) on every test leak, scored as
+  ``compare_attacks`` scores the attacks: the clean GIT on clean leaks,
+  the noise-trained GIT on noisy ones."""
   if block is None:
     return {}
-  lp, out = config.eval.get("lpips_net"), {}
   runs = [("git_posterior", trained["git"], 0.0)]
   if "git_noise" in trained:
     runs.append(("git_posterior_noise", trained["git_noise"], sigma))
+  out = {}
   for name, tr, s in runs:
-    mse, lpips, secs = [], [], []
-    for i, case in enumerate(_cases(tr, test, s)):
-      t0 = time.time()
-      rec = experiments.attack_case(
-          case, dict(block, inverter_dir=tr.workdir), jax.random.key(i))
-      jax.block_until_ready(rec.images)
-      secs.append(time.time() - t0)
-      m = experiments.evaluate(rec, case, config)["mean"]
-      mse.append(m["mse"])
-      lpips.append(m.get("lpips"))
-    out[name] = _summary(mse)
-    if lp:
-      out[name].update(lpips=float(np.mean(lpips)),
-                       lpips_median=float(np.median(lpips)))
-    out[name]["seconds_median"] = float(np.median(secs))
-    logging.info("%s: mse %.4f", name, out[name]["mse"])
+    scores, _ = compare_attacks(
+        config, {name: dict(block, inverter_dir=tr.workdir)}, tr, test, s)
+    out[name] = scores[name]
   return out
 
 
