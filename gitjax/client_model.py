@@ -226,11 +226,12 @@ class Style(NamedTuple):
   exact: bool = False  # Apply sign and quantization too.
 
 
-def _freeze(x):
+def freeze(x):
+  """A JSON-like value as nested sorted tuples (hashable)."""
   if isinstance(x, dict):
-    return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    return tuple(sorted((k, freeze(v)) for k, v in x.items()))
   if isinstance(x, (list, tuple)):
-    return tuple(_freeze(v) for v in x)
+    return tuple(freeze(v) for v in x)
   if isinstance(x, (np.floating, np.integer, np.bool_)):
     return x.item()
   return x
@@ -332,7 +333,7 @@ def _static_settings(est: dict, style: Style) -> tuple:
   if style.norms == "known" and s.get("max_norm") is not None:
     s.pop("observed_norm", None)
     s.pop("observed_norms", None)
-  return _freeze(s)
+  return freeze(s)
 
 
 CONVS = ("auto", "xla", "im2col")
@@ -388,7 +389,7 @@ def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
   ests = estimate(leak.message, leak.defense, detect)
   model = ClientModel(
       victim=victim, protocol=leak.protocol,
-      protocol_config=_freeze(dict(leak.protocol_config)),
+      protocol_config=freeze(dict(leak.protocol_config)),
       num_clients=int(leak.num_clients),
       defenses=tuple((e["name"], _static_settings(e, style)) for e in ests),
       style=style, second_order=second_order)

@@ -8,6 +8,7 @@ scoring, as breaching separates the server payload from the user data.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -143,13 +144,11 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
   ys_k = ys.reshape((num_clients, b) + ys.shape[1:])
   keys = jax.random.split(k_def, num_clients)
 
-  @jax.jit  # One program per round, not one per op.
-  def one_client(x, y, k):
-    return client_model.send(victim, client_vars, x, y, k, protocol=protocol,
-                             protocol_config=protocol_config, defense=spec,
-                             chunk_size=chunk_size)
-
-  msgs = [one_client(xs_k[i], ys_k[i], keys[i]) for i in range(num_clients)]
+  static = dict(victim=victim, protocol=protocol,
+                protocol_config=_Static(protocol_config),
+                spec=_Static(spec), chunk_size=chunk_size)
+  msgs = [_send(client_vars, xs_k[i], ys_k[i], keys[i], **static)
+          for i in range(num_clients)]
   message = protocols.aggregate(jax.tree.map(lambda *m: jnp.stack(m), *msgs))
   leak = Leak(
       model=victim.name, model_config=dict(victim.config),
@@ -161,6 +160,30 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
       input_shape=tuple(victim.input_shape), num_classes=victim.num_classes,
       num_clients=num_clients, mean=tuple(mean), std=tuple(std))
   return leak, GroundTruth(images=xs, labels=ys, client_variables=client_vars)
+
+
+class _Static:
+  """A JSON-like setting as a static jit argument, compared by value."""
+
+  def __init__(self, value):
+    self.value, self._key = value, client_model.freeze(value)
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, _Static) and self._key == other._key
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "victim", "protocol", "protocol_config", "spec", "chunk_size"))
+def _send(variables, x, y, k, *, victim, protocol, protocol_config, spec,
+          chunk_size):
+  """One client's message as one program, compiled once per setting (a
+  jit of a closure made per round recompiled it every round: 3 s each)."""
+  return client_model.send(victim, variables, x, y, k, protocol=protocol,
+                           protocol_config=protocol_config.value,
+                           defense=spec.value, chunk_size=chunk_size)
 
 
 def box(leak: Leak) -> tuple[jax.Array, jax.Array]:

@@ -62,6 +62,27 @@ def test_simulate_separates_leak_from_truth(key):
   leak_lib.validate(leak, v)
 
 
+def test_rounds_of_one_setting_compile_once(key):
+  """A benchmark plays hundreds of rounds: the client's program is compiled
+  for the first and reused (it was recompiled every round, 3 s each)."""
+  v, variables, xs, ys = _setup(key)
+  defense = [dict(name="gaussian", sigma=0.1)]
+
+  def play(i, config):
+    return leak_lib.simulate(v, variables, xs + i, ys, jax.random.key(i),
+                             defense=[dict(d) for d in config])[0]
+
+  play(0, defense)
+  size = leak_lib._send._cache_size()
+  for i in range(1, 4):
+    play(i, defense)  # Equal settings (new dicts), new data: no compile.
+  assert leak_lib._send._cache_size() == size
+  play(4, [dict(name="gaussian", sigma=0.2)])  # Another setting compiles.
+  assert leak_lib._send._cache_size() == size + 1
+  a, b = play(1, defense), play(1, defense)
+  jax.tree.map(np.testing.assert_array_equal, a.message, b.message)
+
+
 def test_multi_client_mean(key):
   v, variables, xs, ys = _setup(key)
   leak, _ = leak_lib.simulate(v, variables, xs, ys, key, num_clients=2,
