@@ -252,6 +252,20 @@ def test_git_benchmark_reads_every_field(name, tmp_path):
   assert not unread, f"{name} never reads config fields {sorted(unread)}"
 
 
+def test_git_benchmark_records_a_shipped_inverter():
+  """A shipped inverter has no run directory: its training record comes
+  from the manifest (the benchmark stopped there when given one)."""
+  from gitjax import loading
+  from gitjax import pretrained
+  from gitjax.benchmarks import git_lenet_cifar10 as bench
+  record = bench._train_record(loading.inverter("git_lenet_cifar10"))
+  metrics = pretrained.entry("git_lenet_cifar10")["metrics"]
+  assert record["workdir"] == "pretrained:git_lenet_cifar10"
+  assert record["step"] == 4000
+  assert record["train_loss"] == metrics["loss"]
+  assert record["examples_per_s"] == metrics["examples_per_s"]
+
+
 def test_git_benchmark_noise_false_leaves_the_noise_inverter_out():
   from configs.benchmarks import git_lenet_cifar10
   assert "git_noise" in git_lenet_cifar10.get_config("smoke=True").inverters

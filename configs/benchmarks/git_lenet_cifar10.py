@@ -30,8 +30,10 @@ settings"): GIT test MSE 0.0062 / LPIPS 0.267, LTI 0.0332 / 0.693, flat MLP
 0.0610 / 0.810; GIT + IG 27.7 dB where IG gets 13.8 dB at 1,000 iterations
 and needs 16,000 (37 s) to reach GIT's 22.8 dB (0.09 s). Earlier CPU budget:
 the report of issue 5 (2026-11-21). GIT + the posterior step
-(2026-12-05, first 64 test leaks): 0.0143 under sigma = 0.1 (GIT 0.0208),
-0.0013 / 31.8 dB on clean leaks (GIT 0.0064).
+(2026-12-05, all 256 test leaks, shipped inverters:
+git_dir=git_lenet_cifar10,git_noise_dir=git_lenet_cifar10_noise):
+0.0146 under sigma = 0.1 (GIT 0.0211; target 0.012 missed), 0.0014 /
+31.2 dB and LPIPS 0.082 on clean leaks (GIT 0.0062 / 0.267).
 
 Fields: ``inverters.<name>``: ``dir`` (a training workdir; empty or without
 checkpoints: trained into it, or into WORKDIR/<name>, with ``train``, the

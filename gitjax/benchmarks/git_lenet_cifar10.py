@@ -174,15 +174,19 @@ def attack_runs(config, git, lti=None, posterior=None) -> dict:
 
 
 def _train_record(tr) -> dict:
-  hist = train_inverter.read_metrics(tr.workdir)
+  if tr.workdir.startswith(loading.PRETRAINED):  # Shipped: no run dir.
+    name = tr.workdir[len(loading.PRETRAINED):]
+    hist = [pretrained.entry(name).get("metrics") or {}]
+  else:
+    hist = train_inverter.read_metrics(tr.workdir)
   rates = [h["examples_per_s"] for h in hist if h.get("examples_per_s")]
   leaves = jax.tree.leaves(tr.params)
   return dict(workdir=tr.workdir, step=tr.step,
               inverter=tr.config.inverter.name,
               params=int(sum(np.size(l) for l in leaves)),
               examples_per_s=float(np.median(rates)) if rates else None,
-              train_wall_s=hist[-1]["wall_s"] if hist else None,
-              train_loss=hist[-1]["loss"] if hist else None)
+              train_wall_s=hist[-1].get("wall_s") if hist else None,
+              train_loss=hist[-1].get("loss") if hist else None)
 
 
 def test_set_scores(config, trained: dict, test, sigma: float) -> dict:
