@@ -234,6 +234,8 @@ def freeze(x):
     return tuple(freeze(v) for v in x)
   if isinstance(x, (np.floating, np.integer, np.bool_)):
     return x.item()
+  if isinstance(x, np.ndarray):  # A setting given as an array: by value.
+    return ("ndarray", x.shape, tuple(x.ravel().tolist()))
   return x
 
 

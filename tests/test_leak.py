@@ -144,3 +144,14 @@ def test_sharded_clients_equal_mean_of_clients(key):
   with pytest.raises(ValueError, match="do not split over 8 devices"):
     protocols.sharded_multi_client_message(v, params, state, xs[:3], ys[:3],
                                            "fedavg", cfg, mesh)
+
+
+def test_freeze_hashes_settings_by_value():
+  from gitjax import client_model
+  a = client_model.freeze([dict(name="prune", rate=np.float32(0.5),
+                                rates=np.array([0.1, 0.2]))])
+  b = client_model.freeze([dict(rates=np.array([0.1, 0.2]), rate=0.5,
+                                name="prune")])
+  assert a == b and hash(a) == hash(b)
+  assert a != client_model.freeze([dict(name="prune", rate=0.5,
+                                        rates=np.array([0.1, 0.3]))])
