@@ -124,6 +124,20 @@ def test_signed_step_adam_improves_objective():
   assert rec.info["loss"] < 0.5 * rec.info["initial_loss"]
 
 
+def test_cmaes_restarts_keep_the_lowest_objective():
+  """CMA-ES restarts: the first is the single run, the answer the lowest
+  objective of all, and every search's evaluations are counted."""
+  gen, gv, vic, _, _, lk = _setup()
+  cfg = dict(optimizer="cmaes", budget=4, population=8, log_every=0)
+  one = ggl.reconstruct(lk, vic, gen, gv, cfg, jax.random.key(4))
+  three = ggl.reconstruct(lk, vic, gen, gv, dict(cfg, restarts=3),
+                          jax.random.key(4))
+  losses = three.info["restart_losses"]
+  assert len(losses) == 3 and losses[0] == one.info["loss"]
+  assert three.info["loss"] == min(losses)
+  assert three.info["evaluations"] == 3 * 4 * 8
+
+
 def test_ggl_ramp_fractions_reach_the_shared_optimizer():
   """GGL's ramp (lr up over the first 10%, down over the last 20% here)
   through ``optimizers.transformation``, the one ``ggl.adam`` runs."""
@@ -200,7 +214,7 @@ def test_config_errors():
       (dict(l2_mean=None), "unknown ggl l2_mean None"),
       (dict(restarts=0), "ggl restarts=0: a count >= 1"),
       (dict(restarts=2.0), "ggl restarts=2.0: a count >= 1"),
-      (dict(optimizer="cmaes", restarts=2), "only with optimizer='adam'"),
+      (dict(optimizer="bo", restarts=2), "only with optimizer='cmaes'"),
   ]
   for settings, match in bad_settings:
     with pytest.raises(ValueError, match=match):
