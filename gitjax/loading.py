@@ -39,6 +39,14 @@ CHECKPOINTS = "checkpoints"
 PRETRAINED = "pretrained:"  # Trained.workdir of shipped weights: + name.
 
 
+def shipped_name(workdir) -> str | None:
+  """The shipped weights' name a ``Trained.workdir`` gives
+  ("pretrained:<name>"), or None for a run directory."""
+  if isinstance(workdir, str) and workdir.startswith(PRETRAINED):
+    return workdir[len(PRETRAINED):]
+  return None
+
+
 class RunNotFoundError(FileNotFoundError, InputError):
   """A training run's directory, config or checkpoint is missing.
 
@@ -99,8 +107,7 @@ def inverter(directory: str, step: int | None = None) -> Trained:
     raise InputError("inverter_dir is not set: train an inverter with "
                      "`python -m launch.train_inverter` and pass its workdir "
                      "(or the name of shipped weights)")
-  if isinstance(directory, str) and directory.startswith(PRETRAINED):
-    directory = directory[len(PRETRAINED):]  # Trained.workdir round-trips.
+  directory = shipped_name(directory) or directory  # Round-trips.
   if pretrained.is_name(directory):
     e = _shipped_entry(directory, "inverter")
     if step is not None and int(step) != int(e["step"]):

@@ -174,8 +174,8 @@ def attack_runs(config, git, lti=None, posterior=None) -> dict:
 
 
 def _train_record(tr) -> dict:
-  if tr.workdir.startswith(loading.PRETRAINED):  # Shipped: no run dir.
-    name = tr.workdir[len(loading.PRETRAINED):]
+  name = loading.shipped_name(tr.workdir)
+  if name:  # Shipped: no run directory; the manifest's last metrics.
     hist = [pretrained.entry(name).get("metrics") or {}]
   else:
     hist = train_inverter.read_metrics(tr.workdir)
