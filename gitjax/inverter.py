@@ -44,7 +44,6 @@ from gitjax import inverter_layers
 from gitjax import layer_trace
 from gitjax import lti
 from gitjax import victim as victim_lib
-from gitjax.models import common as models_common
 
 
 # ---------------------------------------------------------------------------
@@ -97,67 +96,6 @@ def _get(tree, path):
   for p in path:
     tree = tree[p]
   return tree
-
-
-def conv_apply(x, kernel, conv):
-  """The victim layer's convolution (no bias) with another kernel."""
-  kernel_size, strides, padding, in_dil, k_dil, _ = conv
-  layer = nn.Conv(kernel.shape[-1], kernel_size, strides=strides,
-                  padding=padding, input_dilation=in_dil,
-                  kernel_dilation=k_dil, use_bias=False)
-  return layer.apply({"params": {"kernel": kernel}}, x)
-
-
-BACK_PROJECTIONS = ("conv", "im2col")
-
-
-def back_project(kernel_grad: jax.Array, deltas: jax.Array,
-                 layer: layer_trace.LayerSpec,
-                 impl: str = "conv") -> jax.Array:
-  """Transposed convolution of error maps with a (per-example) kernel.
-
-  Args:
-    kernel_grad: [N, k, k, C_in, C_out], one kernel per example.
-    deltas: [N, M, H_out, W_out, C_out], M error maps per example.
-    layer: the conv layer (geometry).
-    impl: "conv", the convolution's transpose vmapped over the examples'
-      kernels (XLA makes it one grouped convolution), or "im2col", one
-      batched matrix product with the per-example kernels and the adjoint
-      of patch extraction (pads and slices; gitjax's own convolutions
-      only: square stride, integer padding). The GIT training step at the
-      CPU budget ran 187 ms with "conv" against 224 with "im2col" under
-      ``xla_cpu.configure()``'s flag, 271 against 272 without it
-      (2026-12-04; BUILD_NOTES.md, issue 13).
-
-  Returns:
-    [N, M, H_in, W_in, C_in]: the conv analogue of G @ delta.
-  """
-  if impl not in BACK_PROJECTIONS:
-    raise ValueError(f"unknown back-projection {impl!r}; known: "
-                     f"{BACK_PROJECTIONS}")
-  kernel_size, strides, padding, in_dil, k_dil, _ = layer.conv
-  n, m = deltas.shape[:2]
-  if impl == "im2col":
-    if not (isinstance(padding, int) and isinstance(strides, int)
-            and (in_dil, k_dil) == (1, 1)):
-      raise ValueError("im2col back-projection needs an integer padding "
-                       "and stride and no dilation")
-    kh, kw = kernel_size
-    c_out = kernel_grad.shape[-1]
-    cols = jnp.einsum("nmhwo,nko->nmhwk", deltas,
-                      kernel_grad.reshape(n, -1, c_out))
-    x0 = jnp.zeros((n * m,) + layer.input_shape, deltas.dtype)
-    _, adjoint = jax.vjp(
-        lambda x: models_common.im2col_patches(x, kh, kw, strides, padding),
-        x0)
-    back = adjoint(cols.reshape((n * m,) + cols.shape[2:]))[0]
-    return back.reshape((n, m) + layer.input_shape)
-
-  def one(kernel, d):
-    x0 = jnp.zeros((d.shape[0],) + layer.input_shape, d.dtype)
-    _, vjp = jax.vjp(lambda x: conv_apply(x, kernel, layer.conv), x0)
-    return vjp(d)[0]
-  return jax.vmap(one)(kernel_grad, deltas)
 
 
 def _conv3(features: int, **kwargs) -> nn.Module:
@@ -251,7 +189,8 @@ class ConvInverse(nn.Module):
     deltas = _conv3(c_out * self.heads)(x)
     deltas = deltas.reshape(n, h_out, w_out, c_out, self.heads)
     deltas = deltas.transpose(0, 4, 1, 2, 3)  # [N, heads, H, W, C_out]
-    back = back_project(g_n, deltas, layer)  # [N, heads, H_in, W_in, C_in]
+    # [N, heads, H_in, W_in, C_in]
+    back = inverter_layers.back_project(g_n, deltas, layer)
     back = _rms_normalize(back.transpose(0, 2, 3, 1, 4).reshape(
         n, h_in, w_in, self.heads * c_in))
     up = fit(prev, layer.input_shape)

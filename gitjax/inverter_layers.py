@@ -15,13 +15,22 @@ XLA:CPU runs as an unvectorized column reduction (2.8 ms for [32, 32, 32,
 operator time (2026-12-04, ``jax.profiler``; BUILD_NOTES.md, issue 13).
 The layers are first-order only (``jax.custom_vjp``): training takes
 gradients of them, nothing takes forward-mode derivatives.
+
+``back_project``, the transposed convolution of error maps with each
+example's leaked kernel gradient, is here for the same reason: on XLA:CPU
+the transpose of a strided convolution, vmapped over per-example kernels,
+is a grouped convolution with a dilated input that ran 11x slower than one
+batched product and the adjoint of patch extraction (BUILD_NOTES.md).
 """
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from gitjax.models import common as models_common
 
 
 def sum_to_channels(g: jax.Array, per_example: bool = False) -> jax.Array:
@@ -107,3 +116,135 @@ class LayerNorm(nn.Module):
         0.0, jnp.mean(jnp.square(x), -1, keepdims=True) - jnp.square(mean))
     return affine((x - mean) * jax.lax.rsqrt(var + self.epsilon), scale,
                   bias)
+
+
+# ---------------------------------------------------------------------------
+# Back-projection through a victim's convolution.
+
+
+def conv_apply(x, kernel, conv):
+  """The victim layer's convolution (no bias) with another kernel;
+  ``conv`` is a ``layer_trace.LayerSpec.conv`` geometry."""
+  kernel_size, strides, padding, in_dil, k_dil, _ = conv
+  layer = nn.Conv(kernel.shape[-1], kernel_size, strides=strides,
+                  padding=padding, input_dilation=in_dil,
+                  kernel_dilation=k_dil, use_bias=False)
+  return layer.apply({"params": {"kernel": kernel}}, x)
+
+
+BACK_PROJECTIONS = ("auto", "conv", "phases")
+
+
+def _phases_apply(conv) -> bool:
+  _, strides, padding, in_dil, k_dil, _ = conv
+  return (isinstance(padding, int) and isinstance(strides, int)
+          and (in_dil, k_dil) == (1, 1))
+
+
+def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer,
+                 impl: str = "auto") -> jax.Array:
+  """Transposed convolution of error maps with a (per-example) kernel.
+
+  Args:
+    kernel_grad: [N, kh, kw, C_in, C_out], one kernel per example.
+    deltas: [N, M, H_out, W_out, C_out], M error maps per example.
+    layer: the conv layer (a ``layer_trace.LayerSpec``: geometry, shapes).
+    impl: "conv", the convolution's transpose vmapped over the examples'
+      kernels (XLA makes it one grouped convolution, with a dilated input
+      for a strided layer); "phases", the transpose of a stride-s
+      convolution as s * s stride-1 correlations in one batched matrix
+      product (``_phases``; integer padding and stride, no dilation),
+      whose derivative takes the layer's convolution for the error maps;
+      "auto", "phases" for strided layers where it applies, else "conv".
+      LeNet's first two layers (stride 2) in the GIT training step at the
+      CPU budget, forward and backward (2026-12-05, medians of 11): "conv"
+      32.3 and 13.9 ms, "phases" 8.2 and 9.8; at stride 1 "conv" was
+      faster (4.2 against 6.6 ms).
+
+  Returns:
+    [N, M, H_in, W_in, C_in]: the conv analogue of G @ delta.
+  """
+  if impl not in BACK_PROJECTIONS:
+    raise ValueError(f"unknown back-projection {impl!r}; known: "
+                     f"{BACK_PROJECTIONS}")
+  applies = _phases_apply(layer.conv)
+  if impl == "auto":
+    strided = layer.conv[1] not in (1, (1, 1))
+    impl = "phases" if applies and strided else "conv"
+  if impl == "conv":
+    return _back_project_conv(kernel_grad, deltas, layer)
+  if not applies:
+    raise ValueError("the phases back-projection needs an integer padding "
+                     "and stride and no dilation")
+  return _back_project_phases(kernel_grad, deltas, layer)
+
+
+def _back_project_conv(kernel_grad, deltas, layer):
+  def one(kernel, d):
+    x0 = jnp.zeros((d.shape[0],) + layer.input_shape, d.dtype)
+    _, vjp = jax.vjp(lambda x: conv_apply(x, kernel, layer.conv), x0)
+    return vjp(d)[0]
+  return jax.vmap(one)(kernel_grad, deltas)
+
+
+def _phases(kernel_grad, deltas, layer):
+  """The transposed convolution as s * s stride-1 correlations ("phases",
+  one per output offset modulo the stride s), all in one batched product
+  of the error maps' patches with each example's kernel rearranged, then
+  interleaved (depth to space) and cropped.
+
+  Every output pixel is one row of the product. The adjoint of patch
+  extraction, a sum of kh * kw shifted slices, was 3x slower in the GIT
+  step: XLA:CPU fused the sum into each consumer of the result and
+  recomputed it there; the lhs-dilated grouped convolution of "conv"
+  multiplies s * s - 1 zeros for every input pixel.
+  """
+  (kh, kw), s, p = layer.conv[:3]
+  h, w, c_in = layer.input_shape
+  n, m, ho, wo, c_out = deltas.shape
+  uh, uw = -(-kh // s), -(-kw // s)  # Taps per phase.
+  qh, qw = -(-(h + p) // s), -(-(w + p) // s)  # Rows, columns per phase.
+  # Output row s * q + r - p takes tap s * a + r at error-map row q - a:
+  # taps padded to s * u, split (a, r), flipped in a (the patches' order).
+  kp = jnp.pad(kernel_grad, ((0, 0), (0, s * uh - kh), (0, s * uw - kw),
+                             (0, 0), (0, 0)))
+  kp = kp.reshape(n, uh, s, uw, s, c_in, c_out)[:, ::-1, :, ::-1]
+  kp = kp.transpose(0, 1, 3, 6, 2, 4, 5).reshape(n, uh * uw * c_out,
+                                                   s * s * c_in)
+  dp = jnp.pad(deltas, ((0, 0), (0, 0), (uh - 1, qh - ho),
+                        (uw - 1, qw - wo), (0, 0)))
+  cols = jnp.concatenate([dp[:, :, a:a + qh, b:b + qw]
+                          for a in range(uh) for b in range(uw)], -1)
+  out = jnp.einsum("nmhwk,nkc->nmhwc", cols, kp)
+  out = out.reshape(n, m, qh, qw, s, s, c_in).transpose(0, 1, 2, 4, 3, 5, 6)
+  out = out.reshape(n, m, qh * s, qw * s, c_in)
+  return out[:, :, p:p + h, p:p + w]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _back_project_phases(kernel_grad, deltas, layer):
+  return _phases(kernel_grad, deltas, layer)
+
+
+def _back_project_phases_fwd(kernel_grad, deltas, layer):
+  return _phases(kernel_grad, deltas, layer), (kernel_grad, deltas)
+
+
+def _back_project_phases_bwd(layer, res, ct):
+  kernel_grad, deltas = res
+  # The error maps' cotangent is the layer's own (strided) convolution of
+  # ct with each example's kernel; the kernels' pairs ct's patches with
+  # the error maps.
+  d_deltas = jax.vmap(lambda k, c: conv_apply(c, k, layer.conv))(
+      kernel_grad, ct)
+  (kh, kw), stride, padding = layer.conv[:3]
+  n, m = ct.shape[:2]
+  patches = models_common.im2col_patches(
+      ct.reshape((n * m,) + ct.shape[2:]), kh, kw, stride, padding)
+  d_kernel = jnp.einsum("nmhwk,nmhwo->nko",
+                        patches.reshape((n, m) + patches.shape[1:]), deltas)
+  return d_kernel.reshape(kernel_grad.shape), d_deltas
+
+
+_back_project_phases.defvjp(_back_project_phases_fwd,
+                            _back_project_phases_bwd)

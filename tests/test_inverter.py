@@ -9,6 +9,7 @@ import pytest
 
 from gitjax import inverter
 from gitjax import inverter_eval
+from gitjax import inverter_layers
 from gitjax import layer_trace
 from gitjax import lti
 from gitjax import models
@@ -101,9 +102,9 @@ def test_back_project_is_the_adjoint_of_the_victim_conv(key, index):
   kernel = jax.random.normal(k1, (1,) + layer.kernel_shape)
   x = jax.random.normal(k2, (1,) + layer.input_shape)
   d = jax.random.normal(k3, (1, 1) + layer.output_shape)
-  y = inverter.conv_apply(x, kernel[0], layer.conv)
+  y = inverter_layers.conv_apply(x, kernel[0], layer.conv)
   assert y.shape[1:] == layer.output_shape
-  back = jax.jit(lambda k, d: inverter.back_project(k, d, layer))(kernel, d)
+  back = jax.jit(lambda k, d: inverter_layers.back_project(k, d, layer))(kernel, d)
   np.testing.assert_allclose(jnp.vdot(y, d[0]), jnp.vdot(x, back[0]),
                              rtol=1e-4)
 
@@ -149,22 +150,34 @@ def test_lti_count_sketch_shapes_and_sums(key):
   assert jax.eval_shape(module.apply, variables, grads).shape == (3, 2) + SHAPE
 
 
-def test_back_project_im2col_equals_the_convolution_transpose(key):
-  victim = _victim("resnet20", width=2)
-  layer = layer_trace.victim_layers(victim)[4]  # A stride-2 3x3 conv.
-  k1, k2 = jax.random.split(key)
+@pytest.mark.parametrize("model,index", [
+    ("resnet20", 7), ("resnet20", 9),  # 3x3 and 1x1 (the shortcut).
+    ("lenet", 0), ("lenet", 1)])  # 5x5, padding 2.
+def test_back_project_phases_equal_the_convolution_transpose(key, model,
+                                                             index):
+  kw = dict(width=2) if model == "resnet20" else dict(channels=3)
+  layer = layer_trace.victim_layers(_victim(model, **kw))[index]
+  assert layer.conv[1] == 2
+  k1, k2, k3 = jax.random.split(key, 3)
   kernel = jax.random.normal(k1, (2,) + layer.kernel_shape)
   d = jax.random.normal(k2, (2, 3) + layer.output_shape)
-  im2col = inverter.back_project(kernel, d, layer, impl="im2col")
+  phases = inverter_layers.back_project(kernel, d, layer, impl="phases")
   geometry = list(layer.conv)
   geometry[2] = [(geometry[2], geometry[2])] * 2  # lax padding: the general
-  conv = inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)))
-  np.testing.assert_allclose(im2col, conv, rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match="im2col back-projection needs"):
-    inverter.back_project(kernel, d, layer._replace(conv=tuple(geometry)),
-                          impl="im2col")
+  general = layer._replace(conv=tuple(geometry))  # form, "conv" only.
+  conv = inverter_layers.back_project(kernel, d, general)
+  np.testing.assert_allclose(phases, conv, rtol=1e-4, atol=1e-5)
+  # The derivatives too, for both arguments ("auto" is "phases" here).
+  ct = jax.random.normal(k3, phases.shape)
+  pull = lambda impl, lay: jax.vjp(
+      lambda k, d: inverter_layers.back_project(k, d, lay, impl),
+      kernel, d)[1](ct)
+  for ours, ref in zip(pull("auto", layer), pull("conv", general)):
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="phases back-projection needs"):
+    inverter_layers.back_project(kernel, d, general, impl="phases")
   with pytest.raises(ValueError, match="unknown back-projection 'fft'"):
-    inverter.back_project(kernel, d, layer, impl="fft")
+    inverter_layers.back_project(kernel, d, layer, impl="fft")
 
 
 def test_flat_ablation_matches_git_parameter_count():
