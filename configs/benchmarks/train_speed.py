@@ -28,10 +28,12 @@ cores) sets ``torch.set_num_threads``; on cores shared with another job
 use 1 (``ig_speed``'s docstring). ``:smoke=True``: 8x8 images, widths 2-8,
 2 rounds (72 s on the shared 2-core CPU, most of it compiling the GIT step).
 
-Measured 2026-12-04 with ``:cpu=True --config.rounds=5`` (idle, the
-launcher's XLA:CPU flag): GIT 235 ms per step, 136 messages/s, torch 157
-ms (gitjax/torch 1.45; 2.08 before the day's changes, BUILD_NOTES.md);
-WGAN-GP 149 ms, 430 real images/s, torch 150 (0.99).
+Measured 2026-12-05 with ``:cpu=True --config.rounds=5`` (idle, AMD EPYC
+host, the launcher's XLA:CPU flag): GIT 201 ms per step, torch 174 ms
+(gitjax/torch 1.23; 241 / 175 = 1.39 before the back-projection through
+strided layers became one batched product, BUILD_NOTES.md); WGAN-GP 160
+ms, 401 real images/s, torch 167 (0.97). 2026-12-04 (Intel host): GIT 235
+ms, torch 157 (1.45; 2.08 before that day's changes); WGAN-GP 149 / 150.
 Earlier, 2026-12-03, with ``:cpu=True`` and ``--config.rounds=3
 --config.torch_threads=1``, each kind in its own run, on the 2-core CPU
 beside a busy training job (rough): GIT 1.30 s per step, 24.7 messages/s,
