@@ -104,7 +104,8 @@ def test_back_project_is_the_adjoint_of_the_victim_conv(key, index):
   d = jax.random.normal(k3, (1, 1) + layer.output_shape)
   y = inverter_layers.conv_apply(x, kernel[0], layer.conv)
   assert y.shape[1:] == layer.output_shape
-  back = jax.jit(lambda k, d: inverter_layers.back_project(k, d, layer))(kernel, d)
+  back = jax.jit(lambda k, d: inverter_layers.back_project(k, d, layer))(
+      kernel, d)
   np.testing.assert_allclose(jnp.vdot(y, d[0]), jnp.vdot(x, back[0]),
                              rtol=1e-4)
 
