@@ -156,10 +156,11 @@ def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer,
       product (``_phases``; integer padding and stride, no dilation),
       whose derivative takes the layer's convolution for the error maps;
       "auto", "phases" for strided layers where it applies, else "conv".
-      LeNet's first two layers (stride 2) in the GIT training step at the
-      CPU budget, forward and backward (2026-12-05, medians of 11): "conv"
-      32.3 and 13.9 ms, "phases" 8.2 and 9.8; at stride 1 "conv" was
-      faster (4.2 against 6.6 ms).
+      At the GIT training step's CPU budget (32 examples, 4 maps each),
+      forward and backward alone on the 2-core CPU (2026-12-05, medians
+      of 11): LeNet's first layer (stride 2) "conv" 46.4 ms, "phases"
+      11.6; second layer 11.5 and 4.0; third (stride 1) 4.0 and 6.5. The
+      step: 241 -> 201 ms (BUILD_NOTES.md, issue 13).
 
   Returns:
     [N, M, H_in, W_in, C_in]: the conv analogue of G @ delta.
