@@ -162,17 +162,20 @@ def test_second_order_kinds_give_the_same_objective_and_gradient(key,
   with pytest.raises(ValueError, match="unknown second_order 'fwd'"):
     matching.make_settings(second_order="fwd")
   # The replay's convolutions: the same objective, only rounding differs.
-  # "auto" is XLA's with forward-over-reverse and one client (a CPU runs
-  # those trials one after another), the platform's default otherwise.
-  for kind, conv, want in (("forward", "auto", "xla"),
+  # "auto" is XLA's with forward-over-reverse and one client ("shape" on
+  # a CPU, whose trials run one after another), the platform's default
+  # otherwise.
+  for kind, conv, want in (("forward", "auto", "shape"),
                            ("reverse", "auto", "im2col"),
-                           ("forward", "xla", "xla")):
+                           ("forward", "xla", "xla"),
+                           ("forward", "shape", "shape")):
     s = matching.make_settings(tv=1e-4, second_order=kind, conv=conv)
     problem = matching.make_problem(leak, v, s)
     assert problem.client.conv == want
+    xla = want in ("xla", "shape")
     assert matching.options(s, problem).trial_axis == (
-        "map" if want == "xla" else "auto")
-    assert matching.options(s, problem).constants == (want == "xla")
+        "map" if xla else "auto")
+    assert matching.options(s, problem).constants == xla
     got = jax.value_and_grad(lambda x: problem(x, data))(x)
     np.testing.assert_allclose(got[0], out[0][0], rtol=1e-4)
     np.testing.assert_allclose(got[1]["x"], out[0][1]["x"], rtol=1e-3,

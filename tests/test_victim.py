@@ -189,11 +189,12 @@ def test_im2col_conv_matches_xla_to_second_order(kernel, stride, padding,
       jnp.max(jnp.abs(want)))
 
 
+@pytest.mark.parametrize("conv", ["im2col", "shape"])
 @pytest.mark.parametrize("name", ["lenet", "convnet", "resnet20"])
-def test_conv_implementation_changes_neither_parameters_nor_function(name,
-                                                                     key):
+def test_conv_implementation_changes_neither_parameters_nor_function(
+    name, conv, key):
   a = models.make_victim(name, conv="xla", **TINY[name])
-  b = models.make_victim(name, conv="im2col", **TINY[name])
+  b = models.make_victim(name, conv=conv, **TINY[name])
   assert a.config == b.config  # Not part of the model's identity.
   va, vb = (victim_lib.init_variables(v, key) for v in (a, b))
   jax.tree.map(np.testing.assert_array_equal, va, vb)
@@ -208,6 +209,24 @@ def test_conv_implementation_changes_neither_parameters_nor_function(name,
                ga, gb)
   with pytest.raises(ValueError, match="unknown conv implementation 'fft'"):
     models.make_victim(name, conv="fft", **TINY[name])
+
+
+@pytest.mark.parametrize("size,want", [(2, "im2col"), (6, "xla")])
+def test_shape_conv_takes_im2col_where_the_kernel_outweighs_the_map(
+    size, want, key):
+  """conv="shape": im2col when batch x output pixels < output channels
+  (2 x 2 x 2 = 8 < 16), XLA's convolution otherwise (2 x 6 x 6 = 72)."""
+  from gitjax.models import common
+  x = jax.random.normal(key, (2, size, size, 3))
+  out = {}
+  for impl in ("shape", "xla"):
+    conv = common.Conv(16, (3, 3), padding=1, impl=impl)
+    variables = conv.init(jax.random.key(0), x)
+    out[impl] = conv.apply(variables, x)
+    if impl == "shape":
+      text = str(jax.make_jaxpr(conv.apply)(variables, x))
+      assert ("conv_general_dilated" in text) == (want == "xla")
+  np.testing.assert_allclose(out["shape"], out["xla"], atol=1e-5)
 
 
 def test_calibrated_batch_stats_make_eval_match_training_mode():

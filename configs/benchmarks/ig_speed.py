@@ -21,6 +21,10 @@ XLA:CPU flag, the cosine as vdot, the leak compiled in as constants):
 ConvNet-64 136 / 874 ms (B = 1 / 8), ResNet-18 127 / 401; gitjax /
 PyTorch 0.91 / 0.86 / 0.85 / 0.92; 65% / 81% / 19% / 48% of the matmul
 rate; 8 restarts "map"-ped 2.04x faster than 8 separate runs.
+2026-12-06, ``:cpu=True --config.rounds=5`` on a 2-core AMD EPYC (idle;
+the replay's convolutions now chosen per layer, ``conv="shape"``):
+ConvNet-64 177 / 1,129 ms, ResNet-18 135 / 476; gitjax / PyTorch 1.05 /
+0.91 / 0.69 / 1.05; 75% / 94% / 27% / 61% of the matmul rate.
 
 PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
 importable, each cell also times the same IG step in PyTorch, interleaved

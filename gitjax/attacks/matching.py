@@ -164,7 +164,7 @@ def options(s: Settings, problem=None, **overrides) -> engine.Options:
   """
   axis = s.trial_axis
   xla_cpu = (problem is not None and not s.shard_trials
-             and problem.client.conv == "xla"
+             and problem.client.conv in ("xla", "shape")
              and jax.default_backend() == "cpu")
   if axis == "auto" and xla_cpu:
     axis = "map"

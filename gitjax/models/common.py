@@ -34,7 +34,7 @@ def uniform_init(scale: float):
 
 
 INITS = ("flax", "torch", "torchvision")
-CONV_IMPLS = ("auto", "xla", "im2col")
+CONV_IMPLS = ("auto", "xla", "im2col", "shape")
 
 
 def resolve_conv(impl: str) -> str:
@@ -85,8 +85,10 @@ class Conv(nn.Module):
 
   The same parameters as ``flax.linen.Conv`` ("kernel" [kh, kw, Cin, Cout],
   "bias" [Cout]) and the same default initializers, so a victim's parameter
-  tree and leaks do not depend on ``impl``: "xla" (``lax`` convolution) or
-  "im2col" (``im2col_conv``; faster on XLA:CPU).
+  tree and leaks do not depend on ``impl``: "xla" (``lax`` convolution),
+  "im2col" (``im2col_conv``; faster on XLA:CPU) or "shape" (im2col when
+  the product's rows, batch x output pixels, are fewer than its columns,
+  the output channels, i.e. the kernel outweighs the output map; else XLA's).
   """
   features: int
   kernel_size: tuple[int, int]
@@ -103,9 +105,15 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         (kh, kw, x.shape[-1], self.features))
     x, kernel = nn.dtypes.promote_dtype(x, kernel)
-    if self.impl == "im2col":
+    impl = self.impl
+    if impl == "shape":  # im2col where the kernel outweighs the output map.
+      s, p = self.strides, self.padding
+      rows = x.shape[0] * ((x.shape[1] + 2 * p - kh) // s + 1) * (
+          (x.shape[2] + 2 * p - kw) // s + 1)
+      impl = "im2col" if rows < self.features else "xla"
+    if impl == "im2col":
       y = im2col_conv(x, kernel, self.strides, self.padding)
-    elif self.impl == "xla":
+    elif impl == "xla":
       p = self.padding
       y = jax.lax.conv_general_dilated(
           x, kernel, (self.strides, self.strides), [(p, p), (p, p)],
