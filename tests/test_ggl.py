@@ -136,6 +136,18 @@ def test_cmaes_restarts_keep_the_lowest_objective():
   assert len(losses) == 3 and losses[0] == one.info["loss"]
   assert three.info["loss"] == min(losses)
   assert three.info["evaluations"] == 3 * 4 * 8
+  zs = jnp.asarray(three.info["restart_latents"])
+  prob = ggl.make_problem(lk, vic, gen, gv, cfg)
+  np.testing.assert_allclose(
+      np.asarray(three.images),
+      np.asarray(prob.render(zs[int(np.argmin(losses))])), atol=1e-6)
+  mean = ggl.reconstruct(
+      lk, vic, gen, gv, dict(cfg, restarts=3, restart_answer="image_mean"),
+      jax.random.key(4))
+  assert mean.info["restart_losses"] == losses
+  np.testing.assert_allclose(
+      np.asarray(mean.images),
+      np.mean([np.asarray(prob.render(z)) for z in zs], axis=0), atol=1e-6)
 
 
 def test_ggl_ramp_fractions_reach_the_shared_optimizer():
@@ -215,6 +227,9 @@ def test_config_errors():
       (dict(restarts=0), "ggl restarts=0: a count >= 1"),
       (dict(restarts=2.0), "ggl restarts=2.0: a count >= 1"),
       (dict(optimizer="bo", restarts=2), "only with optimizer='cmaes'"),
+      (dict(restart_answer="median"), "unknown ggl restart_answer"),
+      (dict(optimizer="adam", restart_answer="image_mean"),
+       "restart_answer='image_mean' needs optimizer='cmaes'"),
   ]
   for settings, match in bad_settings:
     with pytest.raises(ValueError, match=match):

@@ -95,8 +95,8 @@ def get_config(arg=None):
   del config.leak["defense"]  # Set per case (bench.cases).
   config.attack = dict(name="ggl", generator_dir=arg.generator_dir,
                        optimizer="cmaes", budget=800, population=50,
-                       restarts=1, masks="rate", schedule="ggl",
-                       signed=False, l2_mean=True,
+                       restarts=1, restart_answer="lowest", masks="rate",
+                       schedule="ggl", signed=False, l2_mean=True,
                        sigma=1.0, recommend="mean",
                        population_map="vmap", distance="l2", kl_weight=0.0,
                        noise_mode="none", log_every=100)

@@ -29,6 +29,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gitjax import attacks
 from gitjax import client_model
@@ -75,6 +76,12 @@ DEFAULTS = dict(
     # answer of lowest objective (under noise its answer varies by 3 dB
     # from key to key; BUILD_NOTES.md).
     restarts=1,
+    # The answer of CMA-ES restarts: "lowest" (the restart of lowest
+    # objective) or "image_mean" (the mean of all restarts' images: under
+    # a noisy leak the searches end in different faces whose objectives
+    # the leak cannot tell apart, and their mean is the lower-error
+    # estimate, the posterior mean over equally likely modes).
+    restart_answer="lowest",
     lr_rampup=0.05,
     lr_rampdown=0.25,
     # Adam's schedule: "ggl" (the ramp above, GGL's BigGAN code) or one of
@@ -301,7 +308,12 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
     raise ValueError(f"ggl restarts={restarts!r}: a count >= 1; above 1 "
                      "only with optimizer='cmaes', or 'adam' and "
                      "init='randn'")
+  _check("restart_answer", cfg["restart_answer"], ("lowest", "image_mean"))
+  if cfg["restart_answer"] == "image_mean" and opt != "cmaes":
+    raise ValueError("ggl restart_answer='image_mean' needs optimizer="
+                     f"'cmaes', not {opt!r}")
   prob = make_problem(leak, victim, generator, gen_vars, cfg)
+  render = jax.jit(prob.render)
   k_init, k_opt, k_eval = jax.random.split(key, 3)
   if init == "zeros":
     x0 = jnp.zeros((prob.dim,))
@@ -312,9 +324,9 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   batched = jax.jit(population_loss(prob.loss, cfg["population_map"]))
   single = jax.jit(prob.loss)
   initial = float(single(x0, k_eval))
-  restart_losses = []
+  restart_losses, restart_latents = [], []
   if opt == "cmaes":  # Restarts: the first is a single run's.
-    res, evaluations = None, 0
+    res, evaluations, answers = None, 0, []
     for r in range(restarts):
       run = cmaes(batched, x0, jax.random.fold_in(k_opt, r) if r else k_opt,
                   generations=cfg["budget"], population=cfg["population"],
@@ -322,6 +334,7 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
                   recommend=cfg["recommend"])
       run = run._replace(loss=float(single(run.z, k_eval)))
       restart_losses.append(run.loss)
+      answers.append(run.z)
       evaluations += run.evaluations
       if res is None or run.loss < res.loss:
         res = run
@@ -349,10 +362,16 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   else:
     raise ValueError(f"unknown ggl optimizer {opt!r}; known: cmaes, bo, "
                      "adam")
-  images = jax.jit(prob.render)(res.z)
+  images = render(res.z)
+  if opt == "cmaes" and cfg["restart_answer"] == "image_mean":
+    images = jnp.mean(jnp.stack([render(z) for z in answers]), axis=0)
+  if opt == "cmaes" and restarts > 1:
+    restart_latents = [np.asarray(z).tolist() for z in answers]
   info = {
       "optimizer": opt, "initial_loss": initial, "loss": res.loss,
-      "restart_losses": restart_losses,
+      "restart_losses": restart_losses, "restart_answer": (
+          cfg["restart_answer"] if opt == "cmaes" else "lowest"),
+      "restart_latents": restart_latents,
       "history": res.history, "evaluations": res.evaluations,
       "defense_estimate": client_model.summary(prob.client),
       "seconds": time.time() - t0,

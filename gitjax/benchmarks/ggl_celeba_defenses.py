@@ -72,6 +72,7 @@ def run(config, workdir):
     runs = compare.run_attacks(cases, compare.attack_blocks(cfg), keys)
     row = {"spec": experiments.plain(cfg.leak.defense),
            "attack_overrides": experiments.plain(overrides).get("attack", {}),
+           "victim": experiments.plain(cfg.victim),
            "observed_grad_norm_mean": float(np.mean(
                [_norm(c.leak.message) for c in cases]))}
     grid = [np.stack([compare.truth_images(c)[0] for c in cases])]
