@@ -362,9 +362,10 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
   else:
     raise ValueError(f"unknown ggl optimizer {opt!r}; known: cmaes, bo, "
                      "adam")
-  images = render(res.z)
   if opt == "cmaes" and cfg["restart_answer"] == "image_mean":
     images = jnp.mean(jnp.stack([render(z) for z in answers]), axis=0)
+  else:
+    images = render(res.z)
   if opt == "cmaes" and restarts > 1:
     restart_latents = [np.asarray(z).tolist() for z in answers]
   info = {

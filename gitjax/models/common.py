@@ -47,6 +47,11 @@ def resolve_conv(impl: str) -> str:
   return impl
 
 
+def conv_output_size(size: int, k: int, stride: int, padding: int) -> int:
+  """One spatial side of a convolution's output (symmetric padding)."""
+  return (size + 2 * padding - k) // stride + 1
+
+
 def im2col_patches(x: jax.Array, kh: int, kw: int, stride: int,
                    padding: int) -> jax.Array:
   """The kh*kw strided slices of the zero-padded x, concatenated.
@@ -57,8 +62,8 @@ def im2col_patches(x: jax.Array, kh: int, kw: int, stride: int,
   """
   p, s = padding, stride
   xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
-  ho = (x.shape[1] + 2 * p - kh) // s + 1
-  wo = (x.shape[2] + 2 * p - kw) // s + 1
+  ho = conv_output_size(x.shape[1], kh, s, p)
+  wo = conv_output_size(x.shape[2], kw, s, p)
   cols = [xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
           for i in range(kh) for j in range(kw)]
   return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
@@ -108,8 +113,8 @@ class Conv(nn.Module):
     impl = self.impl
     if impl == "shape":  # im2col where the kernel outweighs the output map.
       s, p = self.strides, self.padding
-      rows = x.shape[0] * ((x.shape[1] + 2 * p - kh) // s + 1) * (
-          (x.shape[2] + 2 * p - kw) // s + 1)
+      rows = (x.shape[0] * conv_output_size(x.shape[1], kh, s, p)
+              * conv_output_size(x.shape[2], kw, s, p))
       impl = "im2col" if rows < self.features else "xla"
     if impl == "im2col":
       y = im2col_conv(x, kernel, self.strides, self.padding)
