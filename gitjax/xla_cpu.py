@@ -14,13 +14,18 @@ compiled steps still get them as per-program compiler options
 (``compiler_options()``, ``jit``), so a library user's attacks are fast
 either way.
 
-``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK library
-fusions). jaxlib 0.10.2's default hands convolutions to YNNPACK, whose
-filter gradient ran 3.4x slower than XLA's own (Eigen) convolution on the
-2-core CPU: a 3x3, 32-channel convolution on [32, 32, 32, 32], forward
-3.4 -> 2.2 ms, input gradient 3.4 -> 2.2, filter gradient 15.5 -> 4.5
-(BUILD_NOTES.md, issue 13). Results change by rounding only (1e-6
-relative on that convolution's gradients).
+``--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE,
+LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT`` (one value, no space): YNNPACK
+computes reductions and matrix products, XLA's own (Eigen) code the
+convolutions. jaxlib 0.10.2's default also hands convolutions (and
+elementwise fusions) to YNNPACK, whose filter gradient ran 3.4x slower than
+Eigen's on the 2-core CPU (a 3x3, 32-channel convolution on [32, 32, 32,
+32]: 15.5 -> 4.5 ms); with no YNNPACK at all (this flag empty, the choice
+until 2026-12-06) XLA's reductions run unvectorized. Against that empty
+list, interleaved on the 2-core CPU (BUILD_NOTES.md, issue 13): a GGL
+CMA-ES generation (ResNet-18 width 64, 50 candidates) 0.67x the time, the
+IG step 0.83-0.97x, the GIT training step 0.98x; jaxlib's default is 1.3x
+slower on the GIT step. Results change by rounding only.
 
 The flag is known to jaxlib 0.10 and 0.11; a jaxlib that does not know a
 flag in ``XLA_FLAGS`` aborts the process, so outside ``SUPPORTED`` nothing
@@ -33,7 +38,8 @@ import os
 
 import jax
 
-FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+FLAGS = ("--xla_cpu_experimental_ynn_fusion_type="
+         "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",)
 SUPPORTED = ((0, 10), (0, 12))  # jaxlib versions [low, high).
 
 

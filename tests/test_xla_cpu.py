@@ -81,3 +81,19 @@ def test_jit_compiles_with_the_options_and_clears(key):
   assert conv.cache_size() >= 1
   conv.clear_cache()
   assert conv.cache_size() == 0
+
+
+def test_options_give_ynnpack_dots_and_reductions_not_convolutions():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  opts = xla_cpu.compiler_options()
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  programs = {  # (function, arguments, YNNPACK fusion wanted)
+      "convolution": (conv, (jnp.ones((32, 32, 32, 32)),
+                             jnp.ones((3, 3, 32, 32))), False),
+      "product": (jnp.matmul, (jnp.ones((64, 64)),) * 2, True),
+      "reduction": (lambda a: a.sum(-1), (jnp.ones((64, 256)),), True)}
+  for name, (fn, args, wanted) in programs.items():
+    text = jax.jit(fn).lower(*args).compile(opts).as_text()
+    assert ("__ynn_fusion" in text) == wanted, name

@@ -69,7 +69,10 @@ init (``--config.victim.width=64``, CMA-ES 200 generations, one search;
 2026-12-06, about 790 s per image on one core) GGL scored 9.69 under
 noise against IG's 3.04 (the paper's IG: 3.12). With CMA-ES restarts,
 ``--config.attack.restart_answer=image_mean`` answers with the mean of
-their images (+0.7-0.8 dB under noise on 4 images at width 32).
+their images (+0.7-0.8 dB under noise on 4 images at width 32). At width
+64 with ``--config.attack.restarts=3`` and that answer, images 9001-9004
+(``--config.bench.num_images=4``; 2026-12-06, 16.6 min per image on both
+cores): 10.55 under noise, against 8.96 for one search on those images.
 
 ``cases=clip-prune`` runs only the named defenses.
 

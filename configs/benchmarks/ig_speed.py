@@ -24,7 +24,10 @@ rate; 8 restarts "map"-ped 2.04x faster than 8 separate runs.
 2026-12-06, ``:cpu=True --config.rounds=5`` on a 2-core AMD EPYC (idle;
 the replay's convolutions now chosen per layer, ``conv="shape"``):
 ConvNet-64 177 / 1,129 ms, ResNet-18 135 / 476; gitjax / PyTorch 1.05 /
-0.91 / 0.69 / 1.05; 75% / 94% / 27% / 61% of the matmul rate.
+0.91 / 0.69 / 1.05; 75% / 94% / 27% / 61% of the matmul rate. Later that
+day, the same command with YNNPACK's reductions and products
+(``gitjax.xla_cpu.FLAGS``): ConvNet-64 176 / 1,169 ms, ResNet-18 98 / 409;
+gitjax / PyTorch 0.98 / 0.90 / 0.70 / 0.81; 70% / 84% / 35% / 65%.
 
 PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
 importable, each cell also times the same IG step in PyTorch, interleaved

@@ -28,11 +28,13 @@ cores) sets ``torch.set_num_threads``; on cores shared with another job
 use 1 (``ig_speed``'s docstring). ``:smoke=True``: 8x8 images, widths 2-8,
 2 rounds (72 s on the shared 2-core CPU, most of it compiling the GIT step).
 
-Measured 2026-12-05 with ``:cpu=True --config.rounds=5`` (idle, AMD EPYC
-host, the launcher's XLA:CPU flag): GIT 201 ms per step, torch 174 ms
-(gitjax/torch 1.23; 241 / 175 = 1.39 before the back-projection through
-strided layers became one batched product, BUILD_NOTES.md); WGAN-GP 160
-ms, 401 real images/s, torch 167 (0.97). 2026-12-04 (Intel host): GIT 235
+Measured 2026-12-06 with ``:cpu=True --config.rounds=5`` (idle, AMD EPYC
+host, YNNPACK's reductions and products, ``gitjax.xla_cpu.FLAGS``): GIT
+249 ms per step, torch 186 (1.29); WGAN-GP 185 ms, torch 191 (0.98).
+2026-12-05, the same command (the YNN list then empty): GIT 201 ms per
+step, torch 174 ms (gitjax/torch 1.23; 241 / 175 = 1.39 before the
+back-projection through strided layers became one batched product,
+BUILD_NOTES.md); WGAN-GP 160 ms, 401 real images/s, torch 167 (0.97). 2026-12-04 (Intel host): GIT 235
 ms, torch 157 (1.45; 2.08 before that day's changes); WGAN-GP 149 / 150.
 Earlier, 2026-12-03, with ``:cpu=True`` and ``--config.rounds=3
 --config.torch_threads=1``, each kind in its own run, on the 2-core CPU

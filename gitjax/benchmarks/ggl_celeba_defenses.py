@@ -9,6 +9,8 @@ and score with ``experiments.evaluate`` on [0, 1] (PSNR, SSIM, LPIPS) and on
 GGL's [-1, 1] scale (``psnr_ggl``). Also times one CMA-ES generation: the
 population in one vmapped call, in one lax.map call, and one call per
 candidate (under the first defense, with that case's attack settings).
+With CMA-ES restarts, each row keeps every image's restart latents
+(``ggl_restart_latents``) for analysis of the answers.
 """
 
 import logging
@@ -82,6 +84,9 @@ def run(config, workdir):
       row[f"{label}_per_image_psnr_ggl"] = [s["mean"]["psnr_ggl"]
                                             for s in scores]
       row[f"{label}_seconds"] = seconds
+      latents = [r.info.get("restart_latents") for r in recs]
+      if any(latents):  # Each image's restarts, for the answers' analysis.
+        row[f"{label}_restart_latents"] = latents
       grid.append(np.stack([compare.unit_images(c, r)[0]
                             for c, r in zip(cases, recs)]))
     report.save_grid(os.path.join(workdir, f"grid_{name}.png"), grid,
