@@ -34,8 +34,9 @@ host, YNNPACK's reductions and products, ``gitjax.xla_cpu.FLAGS``): GIT
 2026-12-05, the same command (the YNN list then empty): GIT 201 ms per
 step, torch 174 ms (gitjax/torch 1.23; 241 / 175 = 1.39 before the
 back-projection through strided layers became one batched product,
-BUILD_NOTES.md); WGAN-GP 160 ms, 401 real images/s, torch 167 (0.97). 2026-12-04 (Intel host): GIT 235
-ms, torch 157 (1.45; 2.08 before that day's changes); WGAN-GP 149 / 150.
+BUILD_NOTES.md); WGAN-GP 160 ms, 401 real images/s, torch 167 (0.97).
+2026-12-04 (Intel host): GIT 235 ms, torch 157 (1.45; 2.08 before that
+day's changes); WGAN-GP 149 / 150.
 Earlier, 2026-12-03, with ``:cpu=True`` and ``--config.rounds=3
 --config.torch_threads=1``, each kind in its own run, on the 2-core CPU
 beside a busy training job (rough): GIT 1.30 s per step, 24.7 messages/s,
