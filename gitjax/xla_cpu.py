@@ -27,6 +27,15 @@ CMA-ES generation (ResNet-18 width 64, 50 candidates) 0.67x the time, the
 IG step 0.83-0.97x, the GIT training step 0.98x; jaxlib's default is 1.3x
 slower on the GIT step. Results change by rounding only.
 
+``canonical_convs(fn)``: XLA:CPU's ``ConvCanonicalization`` pass gives
+Eigen (its fast convolutions) only the entry computation's convolutions;
+inside a ``while`` body (``fori_loop``, ``scan``, ``lax.map``) the
+gradients' convolutions keep JAX's dimension numbers and run in XLA's
+generic loop emitter: a filter gradient 9x slower, the IG step 3-10x, a
+GGL generation under ``lax.map`` 10x (measured 2026-12-06, BUILD_NOTES.md).
+``canonical_convs`` does the pass's rewrite in JAX, so it holds in loop
+bodies too; the engine and GGL use it for theirs.
+
 The flag is known to jaxlib 0.10 and 0.11; a jaxlib that does not know a
 flag in ``XLA_FLAGS`` aborts the process, so outside ``SUPPORTED`` nothing
 is added (with a log line).
@@ -37,6 +46,9 @@ import logging
 import os
 
 import jax
+from jax import lax
+from jax.extend import core as jax_core
+import jax.numpy as jnp
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type="
          "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",)
@@ -148,3 +160,83 @@ def jit(**jit_kwargs):
     return call
 
   return wrap
+
+
+# ------------------------------------------------ canonical convolutions ----
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call",
+          "custom_vjp_call")
+
+
+def canonical_convs(fn):
+  """``fn`` with every convolution in NHWC / HWIO / NHWC form.
+
+  Traces ``fn`` (positional pytree arguments) to a jaxpr and evaluates it
+  with each convolution of other dimension numbers rewritten as transposes
+  around the canonical one (what XLA:CPU does, but only outside loops);
+  nested calls are inlined so theirs are rewritten too. The same function
+  up to rounding. Meant for a whole step (already differentiated) that a
+  loop body runs on XLA:CPU; it keeps no custom derivative rules.
+  """
+
+  def wrapped(*args):
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    out = _eval(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+    return jax.tree.unflatten(jax.tree.structure(shape), out)
+
+  return wrapped
+
+
+def loop_body(fn):
+  """``fn`` for a loop body: ``canonical_convs(fn)`` on a CPU, else
+  ``fn``."""
+  return canonical_convs(fn) if jax.default_backend() == "cpu" else fn
+
+
+def _eval(jaxpr, consts, args) -> list:
+  env = {}
+
+  def read(v):
+    return v.val if isinstance(v, jax_core.Literal) else env[v]
+
+  env.update(zip(jaxpr.constvars, consts))
+  env.update(zip(jaxpr.invars, args))
+  for eqn in jaxpr.eqns:
+    ins = [read(v) for v in eqn.invars]
+    name = eqn.primitive.name
+    if name == "conv_general_dilated":
+      out = [_canonical_conv(*ins, eqn.params)]
+    elif name in _CALLS:
+      sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+      out = _eval(sub.jaxpr, sub.consts, ins)
+    else:
+      params = eqn.primitive.get_bind_params(eqn.params)
+      with eqn.ctx.manager:
+        out = eqn.primitive.bind(*ins, **params)
+      out = out if eqn.primitive.multiple_results else [out]
+    env.update(zip(eqn.outvars, out))
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _canonical_conv(lhs, rhs, params):
+  """One convolution as transposes around its NHWC / HWIO / NHWC form."""
+  dn = params["dimension_numbers"]
+  spatial = len(dn.lhs_spec) - 2
+  # Specs are (batch or out-feature, feature or in-feature, spatial...).
+  lhs_perm = (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])
+  rhs_perm = (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0])
+  out_perm = (dn.out_spec[0], *dn.out_spec[2:], dn.out_spec[1])
+  canonical = lax.ConvDimensionNumbers(
+      lhs_spec=(0, spatial + 1, *range(1, spatial + 1)),
+      rhs_spec=(spatial + 1, spatial, *range(spatial)),
+      out_spec=(0, spatial + 1, *range(1, spatial + 1)))
+  identity = tuple(range(spatial + 2))
+  if lhs_perm == rhs_perm == out_perm == identity:
+    return lax.conv_general_dilated_p.bind(lhs, rhs, **params)
+  out = lax.conv_general_dilated_p.bind(
+      jnp.transpose(lhs, lhs_perm), jnp.transpose(rhs, rhs_perm),
+      **{**params, "dimension_numbers": canonical})
+  inverse = [0] * len(out_perm)
+  for i, d in enumerate(out_perm):
+    inverse[d] = i
+  return jnp.transpose(out, inverse)

@@ -84,3 +84,11 @@ def test_ggl_cpu_budget_runs_ggl_adam():
   gpu = ggl_celeba_defenses.get_config().attack
   assert (cpu.optimizer, cpu.budget, cpu.kl_weight) == ("adam", 2500, 0.1)
   assert (gpu.optimizer, gpu.budget, gpu.kl_weight) == ("cmaes", 800, 0.0)
+  # Under noise only: the paper's victim and the mean of 3 CMA-ES searches.
+  cases = ggl_celeba_defenses.get_config("cpu=True").bench.cases
+  assert cases.noise.victim.to_dict() == dict(width=64, init="torchvision")
+  assert (cases.noise.attack.optimizer, cases.noise.attack.restarts,
+          cases.noise.attack.restart_answer) == ("cmaes", 3, "image_mean")
+  assert all("victim" not in cases[k] for k in ("clip", "prune", "soteria"))
+  assert "noise" not in ggl_celeba_defenses.get_config(
+      "cpu=True,cases=clip").bench.cases

@@ -188,3 +188,26 @@ def test_data_compiled_in_as_constants_gives_the_same_run(loop):
   engine.optimize(_quadratic, init, tx, target, options=kw["options"])
   assert engine._one_step_c.cache_size() == 0
   assert engine._one_step.cache_size() == kept
+
+
+def _conv_loss(v, target):
+  """A convolution's output against a target (gradients: two more)."""
+  y = jax.lax.conv_general_dilated(
+      v.reshape(1, 6, 6, 2), jnp.ones((3, 3, 2, 2)) * 0.1, (1, 1), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jnp.sum(jnp.square(y.ravel() - target))
+
+
+@pytest.mark.parametrize("trials", [3, engine.MAX_UNROLLED_TRIALS + 1])
+def test_loop_bodies_with_convolutions_match_the_host_loop(trials):
+  """The device loop and lax.map over trials (loop bodies, canonical
+  convolutions on a CPU) give the host loop's vmapped run."""
+  init = jax.random.normal(jax.random.key(0), (trials, 72))
+  target = jnp.linspace(-1.0, 1.0, 72)
+  tx = optimizers.transformation("adam", 0.05, 6)
+  runs = [engine.optimize(_conv_loss, init, tx, target, options=_opts(
+      iterations=6, loop=loop, trial_axis=axis))[1]["trial_losses"]
+          for loop, axis in (("host", "vmap"), ("device", "vmap"),
+                             ("host", "map"))]
+  for other in runs[1:]:
+    np.testing.assert_allclose(other, runs[0], rtol=1e-5)

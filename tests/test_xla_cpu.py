@@ -97,3 +97,54 @@ def test_options_give_ynnpack_dots_and_reductions_not_convolutions():
   for name, (fn, args, wanted) in programs.items():
     text = jax.jit(fn).lower(*args).compile(opts).as_text()
     assert ("__ynn_fusion" in text) == wanted, name
+
+
+def _conv_step(x, w, groups=1):
+  """Gradients of a loss through a strided, dilated convolution and one in
+  NCHW (JAX emits their transposes in non-canonical dimension numbers)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def loss(x, w):
+    y = jax.lax.conv_general_dilated(
+        x, w, (2, 2), [(1, 2), (0, 1)], rhs_dilation=(1, 2),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    z = jax.lax.conv_general_dilated(  # A nested jit, a custom_jvp.
+        jax.jit(jax.nn.relu)(y).transpose(0, 3, 1, 2),
+        w[..., :4 // groups, :], (1, 1), "SAME", feature_group_count=groups,
+        dimension_numbers=("NCHW", "HWIO", "NHWC"))
+    return jnp.sum(jnp.tanh(z) ** 2)
+
+  @jax.custom_vjp
+  def smooth(x):  # Evaluated, not differentiated: inlined too.
+    return jax.lax.conv_general_dilated(
+        x.transpose(0, 3, 1, 2), w, (1, 1), "SAME",
+        dimension_numbers=("NCHW", "HWIO", "NCHW")).transpose(0, 2, 3, 1)
+
+  smooth.defvjp(lambda x: (smooth(x), None), lambda _, g: (g,))
+  gx, gw = jax.grad(loss, (0, 1))(x, w)
+  return x - 0.1 * gx + 1e-3 * smooth(x), w - 0.1 * gw
+
+
+def test_canonical_convs_same_values_and_canonical_in_a_loop(key):
+  import functools  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  kx, kw = jax.random.split(key)
+  x = jax.random.normal(kx, (2, 9, 8, 4))
+  w = jax.random.normal(kw, (3, 3, 4, 4)) * 0.3
+  grouped = functools.partial(_conv_step, groups=2)
+  for fn in (_conv_step, grouped):
+    got = jax.jit(xla_cpu.canonical_convs(fn))(x, w)
+    for a, b in zip(got, jax.jit(fn)(x, w)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  step = xla_cpu.canonical_convs(_conv_step)
+  loop = lambda f: jax.jit(lambda x, w: jax.lax.fori_loop(
+      0, 3, lambda i, c: tuple(f(*c)), (x, w)))
+  text = loop(step).lower(x, w).compile().as_text()
+  labels = re.findall(r"convolution\(.*?dim_labels=(\S+?),", text)
+  assert len(labels) >= 5, text  # Forward, input and filter gradients.
+  assert set(labels) == {"b01f_01io->b01f"}, labels  # Eigen's form.
+  for a, b in zip(loop(step)(x, w), loop(_conv_step)(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -35,6 +35,7 @@ from gitjax import attacks
 from gitjax import client_model
 from gitjax import generators as gen_lib
 from gitjax import loading
+from gitjax import xla_cpu
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
 from gitjax.attacks import engine
@@ -213,6 +214,7 @@ def population_loss(loss: Callable, how: str = "vmap") -> Callable:
   _check("population_map", how, ("vmap", "map"))
   if how == "vmap":
     return jax.vmap(loss, in_axes=(0, None))
+  loss = xla_cpu.loop_body(loss)  # On a CPU, Eigen's convolutions.
   return lambda zs, key: jax.lax.map(lambda z: loss(z, key), zs)
 
 
