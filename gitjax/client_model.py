@@ -326,6 +326,17 @@ class ClientModel(NamedTuple):
     return m
 
 
+def plain_gradient(model: ClientModel) -> bool:
+  """Whether the modeled message is the victim's batch gradient itself:
+  FedSGD, one client, and only defenses the style leaves unmodeled (noise
+  without ``noise="add"``)."""
+  return (model.protocol == "fedsgd" and model.num_clients == 1
+          and set(dict(model.protocol_config)) <= {"train"}
+          and all(name in ("gaussian", "laplacian")
+                  and model.style.noise != "add"
+                  for name, _ in model.defenses))
+
+
 def _static_settings(est: dict, style: Style) -> tuple:
   name = est["name"]
   s = {k: v for k, v in est.items() if k != "name"}

@@ -34,9 +34,9 @@ def time_generation(prob, population, repeats=3) -> dict:
   call per candidate."""
   zs = jax.random.normal(jax.random.key(0), (population, prob.dim))
   key = jax.random.key(1)
-  batched = jax.jit(ggl.population_loss(prob.loss, "vmap"))
-  mapped = jax.jit(ggl.population_loss(prob.loss, "map"))
-  single = jax.jit(prob.loss)
+  batched = jax.jit(ggl.population_loss(prob.search_loss, "vmap"))
+  mapped = jax.jit(ggl.population_loss(prob.search_loss, "map"))
+  single = jax.jit(prob.search_loss)
   jax.block_until_ready(batched(zs, key))
   jax.block_until_ready(mapped(zs, key))
   jax.block_until_ready(single(zs[0], key))

@@ -1,0 +1,148 @@
+"""Gradient distances of many trial inputs without their kernel gradients.
+
+A population search (GGL's CMA-ES and BO) scores P trial inputs by the
+distance of each trial's gradient to the leak. Vmapped per-trial gradients
+materialize P copies of every kernel gradient: at ResNet-18 width 64, 50 x
+11 M floats per generation, written and read back by memory-bound products
+that cost several times the batch's own backward pass (BUILD_NOTES.md).
+
+For a Dense or Conv layer the kernel gradient is a product A^T D of the
+layer's input rows A [R, K] (input patches for a convolution) and the
+cotangent of its output D [R, C], R = examples x output pixels. Against a
+fixed kernel O [K, C]:
+
+  <A^T D, O> = <D, A O>            (a forward product with O),
+  |A^T D|^2  = <A A^T, D D^T>      (Gram matrices of R x R: Goodfellow's
+                                    per-example norm trick, "ghost norms"),
+
+which cost less than A^T D wherever R (K + C) < K C: the late layers on
+small maps, which hold most of the parameters. ``squared_l2`` takes those
+layers this way, their inputs and output cotangents tapped with
+``flax.linen.intercept_methods`` (a zero added to the output, whose gradient
+is the cotangent), and every other tensor from the ordinary gradient, whose
+backward pass now skips the tapped kernels. Same values as
+``objectives.squared_l2(victim.batch_grad(...), observed)`` to rounding, for
+one trial; vmap it over a population.
+"""
+
+import math
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gitjax import layer_trace
+from gitjax import victim as victim_lib
+from gitjax.models import common as models_common
+
+
+class Tap(NamedTuple):
+  """A layer whose kernel enters the distance through Gram matrices."""
+  path: tuple  # Module path, e.g. ("stage3_block1", "conv2").
+  kernel_shape: tuple
+  out_shape: tuple  # One example's output.
+  conv: tuple | None  # (kh, kw, stride, padding); None for Dense.
+  gram: bool  # |A^T D|^2 by Gram matrices; else A^T D itself.
+
+
+def _conv_geometry(conv: tuple) -> tuple | None:
+  """(kh, kw, stride, padding) of a plain convolution, else None."""
+  (kh, kw), strides, padding, in_dil, k_dil, groups = conv
+  strides = (strides,) if isinstance(strides, int) else tuple(strides or (1,))
+  if (not isinstance(padding, int) or len(set(strides)) != 1
+      or (in_dil, k_dil, groups) != (1, 1, 1)):
+    return None
+  return kh, kw, strides[0], padding
+
+
+def taps(victim: victim_lib.Victim, batch: int) -> tuple[Tap, ...]:
+  """The layers cheaper by Gram matrices for ``batch`` examples per trial.
+
+  None of them (the plain gradient everywhere) for a victim that
+  ``layer_trace`` cannot trace (no Linen Dense/Conv layers, shared weights).
+  """
+  try:
+    layers = layer_trace.victim_layers(victim)
+  except ValueError:
+    return ()
+  out = []
+  for layer in layers:
+    geometry = None
+    if layer.kind == "conv":
+      geometry = _conv_geometry(layer.conv)
+      if geometry is None:
+        continue
+    k = math.prod(layer.kernel_shape[:-1])
+    c = layer.kernel_shape[-1]
+    r = batch * math.prod(layer.output_shape[:-1])
+    out.append(Tap(layer.path, tuple(layer.kernel_shape),
+                   tuple(layer.output_shape), geometry, r * (k + c) < k * c))
+  return tuple(out)
+
+
+def _rows(tap: Tap, x: jax.Array) -> jax.Array:
+  """The layer's input as the rows A [R, K] its kernel multiplies."""
+  if tap.conv is not None:
+    kh, kw, stride, padding = tap.conv
+    x = models_common.im2col_patches(x, kh, kw, stride, padding)
+  return x.reshape(-1, math.prod(tap.kernel_shape[:-1]))
+
+
+def squared_l2(victim: victim_lib.Victim, params, state, xs: jax.Array,
+               ys: jax.Array, observed, train: bool = False,
+               layers: tuple[Tap, ...] | None = None) -> jax.Array:
+  """Per tensor (leaf order), |g - o|^2 for g = ``batch_grad`` on one trial.
+
+  ``layers``: the taps (default ``taps(victim, len(xs))``); () is the plain
+  gradient. Returns [T].
+  """
+  if layers is None:
+    layers = taps(victim, xs.shape[0])
+  by_kernel = {t.path + ("kernel",): t for t in layers}
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+  names = [tuple(getattr(k, "key", k) for k in path) for path, _ in flat]
+  leaves = [v for _, v in flat]
+  tapped = [n in by_kernel for n in names]
+  zeros = {t.path: jnp.zeros((xs.shape[0],) + t.out_shape, xs.dtype)
+           for t in layers}
+
+  def loss(free, perturb):
+    inputs = {}
+
+    def tap(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      path = tuple(context.module.scope.path)
+      if context.method_name == "__call__" and path in perturb:
+        inputs[path] = args[0]
+        out = out + perturb[path]
+      return out
+
+    it = iter(free)
+    p = jax.tree.unflatten(treedef, [v if t else next(it)
+                                     for v, t in zip(leaves, tapped)])
+    with nn.intercept_methods(tap):
+      value = victim_lib.batch_loss(victim, p, state, xs, ys, train)
+    return value, inputs
+
+  free = [v for v, t in zip(leaves, tapped) if not t]
+  (grads, cotangents), inputs = jax.grad(loss, argnums=(0, 1), has_aux=True)(
+      free, zeros)
+  grads = iter(grads)
+  out = []
+  for name, o, t in zip(names, jax.tree.leaves(observed), tapped):
+    if not t:
+      g = next(grads)
+      out.append(jnp.vdot(g - o, g - o))
+      continue
+    tap = by_kernel[name]
+    a = _rows(tap, inputs[tap.path])
+    d = cotangents[tap.path].reshape(-1, tap.kernel_shape[-1])
+    o2 = o.reshape(-1, tap.kernel_shape[-1])
+    if tap.gram:
+      norm2 = jnp.vdot(a @ a.T, d @ d.T)
+      out.append(norm2 - 2.0 * jnp.vdot(d, a @ o2) + jnp.vdot(o2, o2))
+    else:
+      g = a.T @ d
+      out.append(jnp.vdot(g - o2, g - o2))
+  return jnp.stack(out)
