@@ -48,12 +48,12 @@ class Tap(NamedTuple):
 
 def _conv_geometry(conv: tuple) -> tuple | None:
   """(kh, kw, stride, padding) of a plain convolution, else None."""
-  (kh, kw), strides, padding, in_dil, k_dil, groups = conv
+  size, strides, padding, in_dil, k_dil, groups = conv
   strides = (strides,) if isinstance(strides, int) else tuple(strides or (1,))
-  if (not isinstance(padding, int) or len(set(strides)) != 1
-      or (in_dil, k_dil, groups) != (1, 1, 1)):
+  if (len(size) != 2 or not isinstance(padding, int)
+      or len(set(strides)) != 1 or (in_dil, k_dil, groups) != (1, 1, 1)):
     return None
-  return kh, kw, strides[0], padding
+  return size[0], size[1], strides[0], padding
 
 
 def taps(victim: victim_lib.Victim, batch: int) -> tuple[Tap, ...]:

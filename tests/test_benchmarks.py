@@ -9,6 +9,7 @@ train a smoke-sized one first and are the ``commands`` tier.
 
 import importlib
 
+import jax
 import ml_collections as mlc
 import numpy as np
 import pytest
@@ -198,6 +199,8 @@ def test_sweep_attacks_each_case_with_its_own_blocks(monkeypatch, tmp_path):
 
   def record(cases, blocks, keys):
     seen.append({k: experiments.plain(b) for k, b in blocks.items()})
+    seen[-1]["counts"] = (len(cases), len(keys))
+    seen[-1]["keys"] = [jax.random.key_data(k).tolist() for k in keys]
     raise KeyboardInterrupt  # Stop before any attack runs.
 
   monkeypatch.setattr(compare, "run_attacks", record)
@@ -207,6 +210,13 @@ def test_sweep_attacks_each_case_with_its_own_blocks(monkeypatch, tmp_path):
   assert seen[0]["gismn"]["finalists"] == 2
   assert seen[0]["gismn"]["steps"] == config.attack.steps  # Merged.
   assert seen[0]["ig"]["restarts"] == 3
+  assert seen[0]["counts"] == (1, 1)
+  # A case's own bench.num_batches: more batches, the same first keys.
+  config.bench.cases.b1.bench = dict(num_batches=2)
+  with pytest.raises(KeyboardInterrupt):
+    compare.sweep(config, str(tmp_path))
+  assert seen[1]["counts"] == (2, 2)
+  assert seen[1]["keys"][0] == seen[0]["keys"][0]
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +314,21 @@ def test_prior_coverage_reads_every_field_and_scores_held_out_images(
   config.prior.generator_dir = str(tmp_path / "nothing")
   with pytest.raises(Exception, match="generator_dir must be the workdir"):
     run_tracked(config, tmp_path)
+
+
+def test_every_benchmark_config_passes_its_checks():
+  """Each benchmark config, at its GPU and CPU budgets, with every case's
+  overrides (a case may only set fields its block has)."""
+  import pathlib
+  root = pathlib.Path(__file__).parent.parent / "configs" / "benchmarks"
+  names = sorted(p.stem for p in root.glob("*.py") if p.stem != "__init__")
+  assert "ggl_celeba_defenses" in names
+  for name in names:
+    module = importlib.import_module(f"configs.benchmarks.{name}")
+    for arg in ("", "cpu=True"):
+      try:
+        config = module.get_config(arg)
+      except ValueError as e:
+        assert "unknown config arg" in str(e), (name, arg, e)
+        continue
+      assert experiments.check_benchmark(config) == config.benchmark, name

@@ -57,6 +57,9 @@ def test_cases_arg_selects_a_sweep_subset_or_names_the_unknown_one():
     assert cases[name].attack.finalists == 2  # As many steps as IG's 3.
     assert cases[name].baselines.ig.restarts == 3
   assert "attack" not in cases.b4 and "attack" not in cases.b8
+  # 8 images in the B = 1 cases that missed on 4; 4 elsewhere.
+  assert [cases[k].get("bench", {}).get("num_batches") for k in (
+      "b1", "b1_prune90", "b1_noise", "b4")] == [8, 8, None, None]
   one = gismn_cifar10.get_config(
       "cpu=True,b1_restarts=1,b1_gismn_starts=1").bench.cases
   assert one.b1.attack.to_dict() == dict(restarts=1, finalists=1)

@@ -123,7 +123,7 @@ def get_config(arg=None):
                        schedule="ggl", signed=False, l2_mean=True,
                        sigma=1.0, recommend="mean",
                        population_map="vmap", distance="l2", kl_weight=0.0,
-                       noise_mode="none", log_every=100)
+                       noise_mode="none", ghost=True, log_every=100)
   config.baselines = dict(ig=dict(name="ig", iterations=8000, restarts=1,
                                   progress=False))
   config.eval.lpips_net = "vgg"

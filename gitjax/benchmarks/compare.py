@@ -68,15 +68,14 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
   ``config.bench.cases``: block overrides per case (a ``data.batch_size``,
   a ``leak.defense``, and ``attack`` or ``baselines`` fields, whose blocks
   the case's row records as ``<label>_block`` when they differ from the
-  config's); ``bench.num_batches`` rounds per case, batch j of a
+  config's); ``bench.num_batches`` rounds per case (a case's
+  ``bench.num_batches`` overrides it), batch j of a
   case with B images sampled with seed 100 j + B, every attack's key
   ``seed + 11 + j``. Scores with ``experiments.evaluate`` (Hungarian
   matching for B > 1); a grid per case (truth, then each attack;
   ``titles`` renames rows) and ``partial.json`` after each case.
   """
   dataset = experiments.load_data(config.data)
-  count = config.bench.num_batches
-  keys = [jax.random.key(config.seed + 11 + j) for j in range(count)]
   blocks = attack_blocks(config)
   results = {"victim": experiments.plain(config.victim),
              **{k: experiments.plain(b) for k, b in blocks.items()},
@@ -85,11 +84,14 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
     cfg = experiments.with_overrides(config, overrides,
                                      f"config.bench.cases.{name}")
     b = cfg.data.batch_size
+    count = cfg.bench.num_batches  # A case may set its own.
+    keys = [jax.random.key(config.seed + 11 + j) for j in range(count)]
     cases = experiments.make_cases(
         cfg, dataset, count, sample_seeds=[100 * j + b for j in range(count)])
     case_blocks = attack_blocks(cfg)  # With the case's overrides.
     runs = run_attacks(cases, case_blocks, keys)
-    row = {"batch_size": b, "defense": experiments.plain(cfg.leak.defense)}
+    row = {"batch_size": b, "num_batches": count,
+           "defense": experiments.plain(cfg.leak.defense)}
     for label, block in case_blocks.items():
       if experiments.plain(block) != results[label]:
         row[f"{label}_block"] = experiments.plain(block)
