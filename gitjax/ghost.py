@@ -4,7 +4,8 @@ A population search (GGL's CMA-ES and BO) scores P trial inputs by the
 distance of each trial's gradient to the leak. Vmapped per-trial gradients
 materialize P copies of every kernel gradient: at ResNet-18 width 64, 50 x
 11 M floats per generation, written and read back by memory-bound products
-that cost several times the batch's own backward pass (BUILD_NOTES.md).
+(vmapped with XLA's convolutions, 2.7x the batch's own backward pass;
+BUILD_NOTES.md).
 
 For a Dense or Conv layer the kernel gradient is a product A^T D of the
 layer's input rows A [R, K] (input patches for a convolution) and the
@@ -15,12 +16,16 @@ fixed kernel O [K, C]:
   |A^T D|^2  = <A A^T, D D^T>      (Gram matrices of R x R: Goodfellow's
                                     per-example norm trick, "ghost norms"),
 
-which cost less than A^T D wherever R (K + C) < K C: the late layers on
-small maps, which hold most of the parameters. ``squared_l2`` takes those
-layers this way, their inputs and output cotangents tapped with
-``flax.linen.intercept_methods`` (a zero added to the output, whose gradient
-is the cotangent), and every other tensor from the ordinary gradient, whose
-backward pass now skips the tapped kernels. Same values as
+neither of which writes a [K, C] matrix per trial, and the second costs
+less than forming A^T D wherever R (K + C) < K C: the late layers on small
+maps, which hold most of the parameters. ``squared_l2`` taps every
+plain Dense and Conv layer (its input, and its output cotangent as the
+gradient of a zero added to the output, with
+``flax.linen.intercept_methods``) and takes those layers this way; the
+others form A^T D for the trial (under vmap a batched product, where XLA's
+per-example filter-gradient convolutions are slow). Biases, BatchNorm and
+untapped kernels come from the ordinary gradient, whose backward pass skips
+the tapped kernels. Same values as
 ``objectives.squared_l2(victim.batch_grad(...), observed)`` to rounding, for
 one trial; vmap it over a population.
 """
@@ -38,7 +43,8 @@ from gitjax.models import common as models_common
 
 
 class Tap(NamedTuple):
-  """A layer whose kernel enters the distance through Gram matrices."""
+  """A Dense or Conv layer whose kernel gradient the distance reads through
+  its input rows and output cotangent."""
   path: tuple  # Module path, e.g. ("stage3_block1", "conv2").
   kernel_shape: tuple
   out_shape: tuple  # One example's output.
@@ -57,10 +63,12 @@ def _conv_geometry(conv: tuple) -> tuple | None:
 
 
 def taps(victim: victim_lib.Victim, batch: int) -> tuple[Tap, ...]:
-  """The layers cheaper by Gram matrices for ``batch`` examples per trial.
+  """Every plain Dense and Conv layer, ``gram`` where Gram matrices are
+  cheaper for ``batch`` examples per trial.
 
-  None of them (the plain gradient everywhere) for a victim that
-  ``layer_trace`` cannot trace (no Linen Dense/Conv layers, shared weights).
+  None (the plain gradient everywhere) for a victim that ``layer_trace``
+  cannot trace (no Linen Dense/Conv layers, shared weights); a dilated or
+  grouped convolution keeps its ordinary gradient.
   """
   try:
     layers = layer_trace.victim_layers(victim)
