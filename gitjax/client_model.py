@@ -239,10 +239,10 @@ def freeze(x):
   return x
 
 
-_STATIC = {  # Per style: the estimate's fields the model reads (static).
-    "prune": {"pattern": (), "rate": ("rates",)},
-    "soteria": {"pattern": (), "rate": ("keep",)},
-}
+# The estimates that differ from leak to leak are traced (``arrays``), so
+# one compiled program serves every leak (GGL over a benchmark's images).
+_TRACED = {"clip": "observed_norm", "clip_per_layer": "observed_norms",
+           "soteria": "keep"}
 
 
 class ClientModel(NamedTuple):
@@ -250,7 +250,7 @@ class ClientModel(NamedTuple):
 
   Call ``message(params, state, xs, ys, arrays, key)`` on trial inputs of
   all clients ([K*B, ...]); ``arrays`` are the traced estimates (the
-  observed nonzero pattern), from ``from_leak``.
+  nonzero pattern, observed norms, Soteria's rows), from ``from_leak``.
   """
   victim: Any
   protocol: str = "fedsgd"
@@ -290,8 +290,9 @@ class ClientModel(NamedTuple):
   def defend(self, m, arrays=None, key=None):
     """The modeled defenses applied to a trial message, in order."""
     st = self.style
-    for name, s in self.defenses:
-      s = dict(s)
+    traced = (arrays or {}).get("estimates") or [{}] * len(self.defenses)
+    for (name, s), t in zip(self.defenses, traced):
+      s = dict(s, **t)
       if name in ("prune", "soteria") and st.masks == "pattern":
         m = jax.tree.map(jnp.multiply, m, arrays["mask"])
       elif name == "prune":
@@ -299,11 +300,11 @@ class ClientModel(NamedTuple):
         m = jax.tree.unflatten(treedef, [defenses.prune_tensor(g, r) for g, r
                                          in zip(leaves, s["rates"])])
       elif name == "soteria":
-        m = defenses.keep_head_rows(m, s["keep"])
+        m = defenses.keep_head_rows(m, _read(s, "keep", name))
       elif name == "clip":
         known = st.norms == "known" and s.get("max_norm") is not None
         m = defenses.clip(m, max_norm=s["max_norm"] if known
-                          else s["observed_norm"])
+                          else _read(s, "observed_norm", name))
       elif name == "clip_per_layer":
         if st.norms == "known" and s.get("max_norm") is not None:
           m = defenses.clip_per_layer(m, max_norm=s["max_norm"])
@@ -311,7 +312,7 @@ class ClientModel(NamedTuple):
           leaves, treedef = jax.tree.flatten(m)
           m = jax.tree.unflatten(treedef, [
               defenses.clip_tensor(g, n)
-              for g, n in zip(leaves, s["observed_norms"])])
+              for g, n in zip(leaves, _read(s, "observed_norms", name))])
       elif name in NOISES and st.noise == "add" and s.get("scale") and (
           key is not None):
         key, sub = jax.random.split(key)
@@ -337,15 +338,18 @@ def plain_gradient(model: ClientModel) -> bool:
                   for name, _ in model.defenses))
 
 
+def _read(settings: dict, field: str, name: str):
+  if field not in settings:
+    raise ValueError(f"the {name} model reads {field!r} from the arrays of "
+                     "client_model.from_leak; pass them")
+  return settings[field]
+
+
 def _static_settings(est: dict, style: Style) -> tuple:
   name = est["name"]
-  s = {k: v for k, v in est.items() if k != "name"}
-  if name in _STATIC:
-    drop = {"rates", "keep"} - set(_STATIC[name][style.masks])
-    s = {k: v for k, v in s.items() if k not in drop}
-  if style.norms == "known" and s.get("max_norm") is not None:
-    s.pop("observed_norm", None)
-    s.pop("observed_norms", None)
+  s = {k: v for k, v in est.items() if k not in ("name", _TRACED.get(name))}
+  if name == "prune" and style.masks == "pattern":
+    s.pop("rates", None)  # The observed pattern (``arrays``) instead.
   return freeze(s)
 
 
@@ -416,17 +420,24 @@ def from_leak(leak, victim, style: Style = Style(), detect: bool = False,
   if style.masks == "pattern" and any(e["name"] in ("prune", "soteria")
                                       for e in ests):
     arrays["mask"] = nonzero_pattern(leak.message)
+  traced = [{_TRACED[e["name"]]: jnp.asarray(e[_TRACED[e["name"]]],
+                                             jnp.float32)}
+            if _TRACED.get(e["name"]) in e else {} for e in ests]
+  if any(traced):
+    arrays["estimates"] = traced
   return model, arrays
 
 
-def summary(model: ClientModel) -> list[dict]:
+def summary(model: ClientModel, arrays=None) -> list[dict]:
   """A JSON-able description of the modeled defenses (for run info)."""
   out = []
-  for name, s in model.defenses:
+  traced = (arrays or {}).get("estimates") or [{}] * len(model.defenses)
+  for (name, s), t in zip(model.defenses, traced):
     d = {"name": name}
-    for k, v in dict(s).items():
+    for k, v in dict(s, **t).items():
+      v = np.asarray(v).tolist() if isinstance(v, jax.Array) else v
       if k == "keep":
-        v = f"{sum(v)}/{len(v)} features"
+        v = f"{int(sum(v))}/{len(v)} features"
       elif k == "rates":
         v = f"mean {np.mean(v):.3f}"
       elif k == "observed_norms":

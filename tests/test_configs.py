@@ -94,5 +94,7 @@ def test_ggl_cpu_budget_runs_ggl_adam():
           cases.noise.attack.restart_answer) == ("cmaes", 3, "image_mean")
   assert (cases.noise.attack.budget, cases.noise.attack.ghost) == (100, True)
   assert all("victim" not in cases[k] for k in ("clip", "prune", "soteria"))
+  assert cases.clip.attack.budget == cases.soteria.attack.budget == 1500
+  assert "budget" not in cases.prune.attack  # 2,500, the config's.
   assert "noise" not in ggl_celeba_defenses.get_config(
       "cpu=True,cases=clip").bench.cases

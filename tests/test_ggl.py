@@ -11,7 +11,9 @@ from gitjax import leak as leak_lib
 from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import bo
+from gitjax.attacks import engine
 from gitjax.attacks import ggl
+from gitjax.attacks import latent_search
 from gitjax.attacks import optimizers
 
 
@@ -41,14 +43,15 @@ def test_cmaes_evaluates_population_in_one_call():
     calls.append(zs.shape)
     return batched(zs, key)
 
-  res = ggl.cmaes(counting, jnp.zeros(6), jax.random.key(0), generations=15,
-                  population=12, sigma=0.5, recommend="best")
+  res = latent_search.cmaes(counting, jnp.zeros(6), jax.random.key(0),
+                            generations=15, population=12, sigma=0.5,
+                            recommend="best")
   assert calls == [(12, 6)] * 15  # One call per generation, whole population.
   assert res.loss < float(jnp.sum(jnp.square(target))) / 5
   assert res.evaluations == 180
   # The distribution's mean (GGL's recommendation) is also near the target.
-  mean = ggl.cmaes(batched, jnp.zeros(6), jax.random.key(0), generations=15,
-                   population=12, sigma=0.5)
+  mean = latent_search.cmaes(batched, jnp.zeros(6), jax.random.key(0),
+                             generations=15, population=12, sigma=0.5)
   assert jnp.isnan(mean.loss)
   assert float(batched(mean.z[None], None)[0]) < float(
       jnp.sum(jnp.square(target))) / 5
@@ -62,8 +65,9 @@ def test_population_map_equals_vmap():
   prob = ggl.make_problem(lk, vic, gen, gv, {})
   zs = jax.random.normal(jax.random.key(5), (6, prob.dim))
   key = jax.random.key(6)
-  by_vmap = jax.jit(ggl.population_loss(prob.loss, "vmap"))(zs, key)
-  by_map = jax.jit(ggl.population_loss(prob.loss, "map"))(zs, key)
+  by_vmap = ggl.population(prob._replace(search_objective=prob.objective),
+                           "vmap")(zs, key)
+  by_map = jax.jit(latent_search.population_loss(prob.loss, "map"))(zs, key)
   one = jnp.stack([prob.loss(z, key) for z in zs])
   np.testing.assert_allclose(by_map, one, rtol=1e-5)
   np.testing.assert_allclose(by_vmap, one, rtol=1e-5)
@@ -162,8 +166,8 @@ def test_ggl_ramp_fractions_reach_the_shared_optimizer():
           is optimizers.transformation("adam", 0.5, 100, schedule_name="ggl",
                                        ramp=(0.1, 0.2)))
   loss = lambda v, k: jnp.sum((v - 3.0) ** 2)
-  res = ggl.adam(loss, jnp.zeros((2,)), jax.random.key(0), steps=200,
-                 lr=0.5, rampup=0.1, rampdown=0.2)
+  res = latent_search.adam(loss, jnp.zeros((2,)), jax.random.key(0),
+                           steps=200, lr=0.5, rampup=0.1, rampdown=0.2)
   np.testing.assert_allclose(np.asarray(res.z), [3.0, 3.0], atol=0.05)
 
 
@@ -243,3 +247,31 @@ def test_config_errors():
                     dict(budget=1), jax.random.key(0))
   with pytest.raises(ValueError, match="budget >= 2"):
     bo.turbo(lambda z: z[:, 0], 2, jax.random.key(0), budget=1)
+
+
+@pytest.mark.parametrize("defense,cfg", [
+    (dict(name="clip", max_norm=0.05), dict(optimizer="adam", budget=3)),
+    (dict(name="soteria", rate=0.5), dict(optimizer="adam", budget=3)),
+    (dict(name="gaussian", sigma=0.01),
+     dict(optimizer="cmaes", budget=2, population=4, population_map="map")),
+], ids=["clip", "soteria", "noise"])
+def test_a_second_leak_compiles_nothing(defense, cfg):
+  """The leak's arrays (and the observed norm, Soteria's rows) are traced:
+  a benchmark's images share GGL's compiled programs."""
+  gen, gv, vic, vv, _, _ = _setup()
+  sizes, estimates = [], []
+  for i in range(2):
+    z = jax.random.normal(jax.random.key(10 + i), (1, 4))
+    x = gen_lib.to_unit(gen.apply(gv, z)[0])
+    lk, _ = leak_lib.simulate(vic, vv, x, jnp.array([i]),
+                              jax.random.key(3 + i), defense=[defense])
+    rec = ggl.reconstruct(lk, vic, gen, gv, dict(cfg, log_every=0),
+                          jax.random.key(4))
+    estimates.append(rec.info["defense_estimate"][0])
+    sizes.append((engine._one_step.cache_size(), ggl._evaluate._cache_size(),
+                  ggl._population._cache_size(), ggl._render._cache_size()))
+  assert sizes[1] == sizes[0]
+  if defense["name"] == "clip":  # Each leak's own norm, in the run's info.
+    assert estimates[0]["observed_norm"] == pytest.approx(0.05, rel=1e-4)
+  if defense["name"] == "soteria":
+    assert estimates[0]["keep"].endswith("/32 features")

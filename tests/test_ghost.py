@@ -12,6 +12,7 @@ from gitjax import leak as leak_lib
 from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import ggl
+from gitjax.attacks import latent_search
 
 
 def _plain(vic, p, s, xs, ys, obs, train):
@@ -88,7 +89,10 @@ def test_ggl_search_loss_is_its_loss():
   key = jax.random.key(6)
   want = jnp.stack([prob.loss(z, key) for z in zs])
   for how in ("vmap", "map"):
-    got = jax.jit(ggl.population_loss(prob.search_loss, how))(zs, key)
+    got = ggl.population(prob, how)(zs, key)
+    np.testing.assert_allclose(
+        jax.jit(latent_search.population_loss(prob.search_loss, how))(
+            zs, key), got, rtol=1e-6)
     np.testing.assert_allclose(got, want, rtol=1e-4)
   off = ggl.make_problem(lk, vic, gen, gv, dict(ghost=False))
   assert off.search_loss is off.loss

@@ -14,16 +14,18 @@ observed head-kernel gradient, applied as a mask; additive noise -> nothing,
 or fresh noise of the known scale (``noise_mode="add"``); sign and
 quantization applied as the client did.
 
-Optimizers (``config.optimizer``): "cmaes" (evosax CMA-ES; each generation's
-population goes through ONE jitted call of the objective, vmapped or
-lax.mapped by ``population_map``), "bo"
-(TuRBO-1, ``gitjax.attacks.bo``) and "adam" (gradients through the generator
-and the victim with GGL's ramped learning rate, run by ``engine.optimize``).
+Optimizers (``config.optimizer``; ``latent_search``): "cmaes" (evosax
+CMA-ES; each generation's population goes through ONE jitted call of the
+objective, vmapped or lax.mapped by ``population_map``), "bo" (TuRBO-1,
+``gitjax.attacks.bo``) and "adam" (gradients through the generator and the
+victim with GGL's ramped learning rate, run by ``engine.optimize``). The
+objective is a static ``Objective`` of the leak's traced arrays, so the
+images of a benchmark share one compiled program.
 ``budget`` counts generations (cmaes), evaluations (bo) or steps (adam); the
 paper's are 800, 1000, 2500.
 """
 
-import logging
+import functools
 import time
 from typing import Callable, NamedTuple
 
@@ -36,11 +38,10 @@ from gitjax import client_model
 from gitjax import generators as gen_lib
 from gitjax import ghost
 from gitjax import loading
-from gitjax import xla_cpu
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
-from gitjax.attacks import engine
 from gitjax.attacks import labels as labels_lib
+from gitjax.attacks import latent_search
 from gitjax.attacks import objectives
 from gitjax.attacks import optimizers
 
@@ -155,6 +156,74 @@ class Problem(NamedTuple):
   # ``loss`` for a gradient-free search: the same values, computed through
   # ``ghost`` where it applies (never differentiated).
   search_loss: Callable[[jax.Array, jax.Array], jax.Array]
+  # The same as static, hashable callables ``(z_flat, key, data)`` and the
+  # leak's traced ``data``: every leak of one shape and defense shares one
+  # compiled program (``population``, ``evaluate``, Adam's step).
+  objective: "Objective" = None
+  search_objective: "Objective" = None
+  data: dict | None = None
+
+
+class Decoder:
+  """z_flat -> victim-space images; a static jit argument.
+
+  Equal and hashed by the generator, the identity of its variables'
+  arrays (``loading.generator`` caches them), the images' count and
+  normalization and the latent map; it holds the arrays, so their ids
+  stay unique while a program keyed by it is cached.
+  """
+
+  def __init__(self, generator, gen_vars, n, latent, mean, std):
+    self.generator, self.gen_vars = generator, gen_vars
+    self.n, self.latent, self.mean, self.std = n, latent, mean, std
+    self._key = (generator, tuple(id(a) for a in jax.tree.leaves(gen_vars)),
+                 n, latent, tuple(mean), tuple(std))
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, Decoder) and self._key == other._key
+
+  def inputs(self, z_flat):
+    z = z_flat.reshape(self.n, self.generator.latent_dim)
+    return latent_input(z, self.latent)
+
+  def images(self, z):
+    x = self.generator.apply(self.gen_vars, z, train=False)[0]
+    return gen_lib.to_victim_space(x, self.mean, self.std)
+
+  def __call__(self, z_flat):
+    return self.images(self.inputs(z_flat))
+
+
+class Objective(NamedTuple):
+  """GGL's objective, ``(z_flat, key, data) -> []`` (static, hashable).
+
+  ``data``: the leak's ``params``, ``state``, ``observed`` message, labels
+  ``ys`` and the client model's ``arrays``. With ``ghost`` the distance is
+  the plain gradient's squared l2 through ``ghost.squared_l2``.
+  """
+  client: client_model.ClientModel
+  decoder: Decoder
+  distance: str
+  mean_over: int  # Tensors: GGL averages the squared l2 over them (or 1).
+  kl_weight: float
+  ghost: bool = False
+  train: bool = False
+
+  def __call__(self, z_flat, key, data):
+    z = self.decoder.inputs(z_flat)
+    x = self.decoder.images(z)
+    if self.ghost:
+      d = jnp.sum(ghost.squared_l2(self.client.victim, data["params"],
+                                   data["state"], x, data["ys"],
+                                   data["observed"], self.train))
+    else:
+      g = self.client.message(data["params"], data["state"], x, data["ys"],
+                              data["arrays"], key)
+      d = objectives.distance(self.distance)(g, data["observed"])
+    return d / self.mean_over + self.kl_weight * kl_divergence(z)
 
 
 def style(noise_mode: str = "none", masks: str = "rate"
@@ -190,133 +259,68 @@ def make_problem(leak, victim, generator: gen_lib.Generator, gen_vars,
                                           style(cfg["noise_mode"],
                                                 cfg["masks"]),
                                           detect=cfg["detect_defense"])
-  dist = objectives.distance(cfg["distance"])
   n_tensors = len(jax.tree.leaves(leak.message))
-  params, state = leak.params, leak.state
-  observed = leak.message
-  latent = generator.latent_dim
-
-  def generate(z):  # The generator's input [n, latent] -> victim images.
-    x = generator.apply(gen_vars, z, train=False)[0]
-    return gen_lib.to_victim_space(x, leak.mean, leak.std)
-
-  def inputs(z_flat):
-    return latent_input(z_flat.reshape(n, latent), cfg["latent"])
-
-  def render(z_flat):
-    return generate(inputs(z_flat))
-
-  def objective(z, d):
-    if cfg["distance"] == "l2" and cfg["l2_mean"]:
-      d = d / n_tensors  # GGL averages the squared distance over tensors.
-    return d + cfg["kl_weight"] * kl_divergence(z)
-
-  def loss(z_flat, key):
-    z = inputs(z_flat)
-    g = client.message(params, state, generate(z), ys, arrays, key)
-    return objective(z, dist(g, observed))
-
-  train = dict(client.protocol_config).get("train", False)
-
-  def ghost_loss(z_flat, key):
-    del key  # The plain gradient draws nothing.
-    z = inputs(z_flat)
-    d = ghost.squared_l2(client.victim, params, state, generate(z), ys,
-                         observed, train)
-    return objective(z, jnp.sum(d))
-
-  use_ghost = (cfg["ghost"] and cfg["distance"] == "l2"
-               and client_model.plain_gradient(client))
-  return Problem(loss, render, n * latent, ys, client,
-                 ghost_loss if use_ghost else loss)
+  mean_over = n_tensors if cfg["distance"] == "l2" and cfg["l2_mean"] else 1
+  decoder = Decoder(generator, gen_vars, n, cfg["latent"], leak.mean,
+                    leak.std)
+  objective = Objective(client, decoder, cfg["distance"], mean_over,
+                        float(cfg["kl_weight"]))
+  vmapped = objective  # The victim's convolutions: batched trials.
+  if cfg["population_map"] == "map" or (cfg["optimizer"] == "adam"
+                                        and cfg["restarts"] == 1):
+    # One trial at a time: the replay's convolutions as gradient matching
+    # chooses them (``client_model.replay_conv``; CelebA ResNet-18 width
+    # 32 under clipping, Adam: 0.87x the step time).
+    objective = objective._replace(client=client_model.with_derivatives(
+        client, client.second_order, "auto"))
+  if cfg["ghost"] and cfg["distance"] == "l2" and (
+      client_model.plain_gradient(client)):
+    train = dict(client.protocol_config).get("train", False)
+    search = vmapped._replace(ghost=True, train=bool(train))
+  else:
+    search = objective if cfg["population_map"] == "map" else vmapped
+  data = dict(params=leak.params, state=leak.state, observed=leak.message,
+              ys=ys, arrays=arrays)
+  loss = functools.partial(objective, data=data)
+  search_loss = loss if search is objective else functools.partial(
+      search, data=data)
+  return Problem(loss, decoder, n * generator.latent_dim, ys, client,
+                 search_loss, objective, search, data)
 
 
-# ----------------------------------------------------------- optimizers ----
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate(objective, z, key, data):
+  return objective(z, key, data)
 
 
-def population_loss(loss: Callable, how: str = "vmap") -> Callable:
-  """``loss(z, key)`` -> ``([P, d], key) -> [P]``, vmapped or lax.mapped."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _population(objective, how, zs, key, data):
+  loss = functools.partial(objective, data=data)
+  return latent_search.population_loss(loss, how)(zs, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _render(decoder, z):
+  return decoder(z)
+
+
+def evaluate(prob: Problem) -> Callable:
+  """``prob.loss``, compiled once for all leaks of one shape."""
+  return lambda z, key: _evaluate(prob.objective, z, key, prob.data)
+
+
+def population(prob: Problem, how: str = "vmap") -> Callable:
+  """``([P, d], key) -> [P]`` of ``prob.search_loss``, vmapped or
+  lax.mapped, compiled once for all leaks of one shape."""
   _check("population_map", how, ("vmap", "map"))
-  if how == "vmap":
-    return jax.vmap(loss, in_axes=(0, None))
-  loss = xla_cpu.loop_body(loss)  # On a CPU, Eigen's convolutions.
-  return lambda zs, key: jax.lax.map(lambda z: loss(z, key), zs)
+  return lambda zs, key: _population(prob.search_objective, how, zs, key,
+                                     prob.data)
 
 
 def _check(field: str, value, known: tuple):
   if value not in known:
     raise ValueError(f"unknown ggl {field} {value!r}; known: "
                      f"{', '.join(map(str, known))}")
-
-
-class SearchResult(NamedTuple):
-  z: jax.Array  # [dim] best latent found.
-  loss: float
-  history: list  # best loss per generation / batch / log step.
-  evaluations: int
-
-
-def cmaes(batched_loss: Callable, x0: jax.Array, key, *, generations: int,
-          population: int = 50, sigma: float = 1.0, log_every: int = 0,
-          recommend: str = "mean") -> SearchResult:
-  """CMA-ES (evosax) on ``batched_loss([P, d], key) -> [P]``.
-
-  ``batched_loss`` is called exactly once per generation, on the whole
-  population of ``population`` candidates. The result is the best candidate
-  (``recommend="best"``; ``loss`` its fitness) or the distribution's final
-  mean (``"mean"``; ``loss`` is NaN: the mean was not evaluated).
-  """
-  _check("recommend", recommend, ("best", "mean"))
-  from evosax.algorithms import CMA_ES  # Lazy: only this optimizer needs it.
-  es = CMA_ES(population_size=population, solution=jnp.zeros_like(x0))
-  params = es.default_params.replace(std_init=jnp.asarray(sigma))
-  key, k = jax.random.split(key)
-  state = es.init(k, x0, params)
-  history = []
-  for gen in range(generations):
-    key, k_ask, k_eval, k_tell = jax.random.split(key, 4)
-    pop, state = es.ask(k_ask, state, params)
-    fitness = batched_loss(pop, k_eval)
-    state, _ = es.tell(k_tell, pop, fitness, state, params)
-    history.append(float(state.best_fitness))
-    if log_every and (gen + 1) % log_every == 0:
-      logging.info("ggl cmaes generation %d/%d: best loss %.5g", gen + 1,
-                   generations, history[-1])
-  if recommend == "mean":
-    return SearchResult(state.mean, float("nan"), history,
-                        generations * population)
-  return SearchResult(state.best_solution, float(state.best_fitness),
-                      history, generations * population)
-
-
-def adam(loss: Callable, x0: jax.Array, key, *, steps: int, lr: float = 0.1,
-         rampup: float = 0.05, rampdown: float = 0.25, log_every: int = 0,
-         fresh_keys: bool = False, trial_axis: str = "auto",
-         schedule: str = "ggl", signed: bool = False) -> SearchResult:
-  """Adam on ``loss(x, key)`` with GGL's learning-rate ramp (or another
-  ``schedule``, on the gradient's sign when ``signed``); keeps the best.
-
-  ``x0`` is one start [d] or R starts [R, d] (restarts, run side by side;
-  the answer is the trial with the lowest loss). Runs in
-  ``engine.optimize``; with ``fresh_keys`` the loss gets a new key every
-  step (fresh noise for ``noise_mode="add"``). ``trial_axis`` is the
-  engine's: how the restarts share a step.
-  """
-  tx = optimizers.transformation("adam", lr, steps, signed=signed,
-                                 schedule_name=schedule,
-                                 ramp=(rampup, rampdown))
-  loss_fn = lambda v, k: loss(v, k)
-  refresh = None
-  if fresh_keys:
-    refresh = lambda step, v, k: jax.random.fold_in(key, step)
-  chunk = 1 if fresh_keys else (log_every or steps)
-  starts = x0 if x0.ndim == 2 else x0[None]
-  best, info = engine.optimize(
-      loss_fn, starts, tx, key, on_chunk=refresh, desc="ggl adam",
-      options=engine.Options(iterations=steps, chunk=chunk,
-                             progress=False, trial_axis=trial_axis))
-  history = [float(min(h)) for h in info["history"]["loss"]]
-  return SearchResult(best, info["loss"], history, steps * len(starts))
 
 
 # --------------------------------------------------------------- attack ----
@@ -340,7 +344,7 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
     raise ValueError("ggl restart_answer='image_mean' needs optimizer="
                      f"'cmaes', not {opt!r}")
   prob = make_problem(leak, victim, generator, gen_vars, cfg)
-  render = jax.jit(prob.render)
+  render = functools.partial(_render, prob.render)
   k_init, k_opt, k_eval = jax.random.split(key, 3)
   if init == "zeros":
     x0 = jnp.zeros((prob.dim,))
@@ -348,18 +352,18 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
     x0 = jax.random.normal(k_init, (prob.dim,))
   else:
     raise ValueError(f"unknown ggl init {init!r}; known: zeros, randn")
-  batched = jax.jit(population_loss(prob.search_loss,
-                                    cfg["population_map"]))
-  single = jax.jit(prob.loss)
+  batched = population(prob, cfg["population_map"])
+  single = evaluate(prob)
   initial = float(single(x0, k_eval))
   restart_losses, restart_latents = [], []
   if opt == "cmaes":  # Restarts: the first is a single run's.
     res, evaluations, answers = None, 0, []
     for r in range(restarts):
-      run = cmaes(batched, x0, jax.random.fold_in(k_opt, r) if r else k_opt,
-                  generations=cfg["budget"], population=cfg["population"],
-                  sigma=cfg["sigma"], log_every=cfg["log_every"],
-                  recommend=cfg["recommend"])
+      run = latent_search.cmaes(
+          batched, x0, jax.random.fold_in(k_opt, r) if r else k_opt,
+          generations=cfg["budget"], population=cfg["population"],
+          sigma=cfg["sigma"], log_every=cfg["log_every"],
+          recommend=cfg["recommend"])
       run = run._replace(loss=float(single(run.z, k_eval)))
       restart_losses.append(run.loss)
       answers.append(run.z)
@@ -374,19 +378,19 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
                    n_init=cfg["bo_n_init"], batch=cfg["bo_batch"],
                    n_candidates=cfg["bo_candidates"],
                    gp_steps=cfg["bo_gp_steps"])
-    res = SearchResult(jnp.asarray(out.x), out.y, out.history,
-                       out.evaluations)
+    res = latent_search.SearchResult(jnp.asarray(out.x), out.y,
+                                     out.history, out.evaluations)
   elif opt == "adam":
     if restarts > 1:  # The first start is x0, as with one.
       more = jax.random.normal(jax.random.fold_in(k_init, 1),
                                (restarts - 1, prob.dim))
       x0 = jnp.concatenate([x0[None], more])
-    res = adam(prob.loss, x0, k_opt, steps=cfg["budget"], lr=cfg["lr"],
-               rampup=cfg["lr_rampup"], rampdown=cfg["lr_rampdown"],
-               log_every=cfg["log_every"],
-               fresh_keys=cfg["noise_mode"] == "add",
-               trial_axis=cfg["population_map"],
-               schedule=cfg["schedule"], signed=bool(cfg["signed"]))
+    res = latent_search.adam(
+        prob.objective, x0, k_opt, data=prob.data, steps=cfg["budget"],
+        lr=cfg["lr"], rampup=cfg["lr_rampup"], rampdown=cfg["lr_rampdown"],
+        log_every=cfg["log_every"], fresh_keys=cfg["noise_mode"] == "add",
+        trial_axis=cfg["population_map"], schedule=cfg["schedule"],
+        signed=bool(cfg["signed"]))
   else:
     raise ValueError(f"unknown ggl optimizer {opt!r}; known: cmaes, bo, "
                      "adam")
@@ -402,7 +406,8 @@ def reconstruct(leak, victim, generator: gen_lib.Generator, gen_vars,
           cfg["restart_answer"] if opt == "cmaes" else "lowest"),
       "restart_latents": restart_latents,
       "history": res.history, "evaluations": res.evaluations,
-      "defense_estimate": client_model.summary(prob.client),
+      "defense_estimate": client_model.summary(prob.client,
+                                               prob.data["arrays"]),
       "seconds": time.time() - t0,
   }
   return Reconstruction(images, prob.labels, info)

@@ -34,8 +34,8 @@ def time_generation(prob, population, repeats=3) -> dict:
   call per candidate."""
   zs = jax.random.normal(jax.random.key(0), (population, prob.dim))
   key = jax.random.key(1)
-  batched = jax.jit(ggl.population_loss(prob.search_loss, "vmap"))
-  mapped = jax.jit(ggl.population_loss(prob.search_loss, "map"))
+  batched = ggl.population(prob, "vmap")  # The attack's compiled calls.
+  mapped = ggl.population(prob, "map")
   single = jax.jit(prob.search_loss)
   jax.block_until_ready(batched(zs, key))
   jax.block_until_ready(mapped(zs, key))
