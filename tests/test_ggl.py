@@ -67,6 +67,10 @@ def test_population_map_equals_vmap():
   key = jax.random.key(6)
   by_vmap = ggl.population(prob._replace(search_objective=prob.objective),
                            "vmap")(zs, key)
+  compiled_in = ggl.population(prob._replace(search_objective=prob.objective),
+                               "map", constants=True)(zs, key)
+  ggl.release()
+  np.testing.assert_allclose(compiled_in, by_vmap, rtol=1e-5)
   by_map = jax.jit(latent_search.population_loss(prob.loss, "map"))(zs, key)
   one = jnp.stack([prob.loss(z, key) for z in zs])
   np.testing.assert_allclose(by_map, one, rtol=1e-5)
@@ -270,6 +274,8 @@ def test_a_second_leak_compiles_nothing(defense, cfg):
     estimates.append(rec.info["defense_estimate"][0])
     sizes.append((engine._one_step.cache_size(), ggl._evaluate._cache_size(),
                   ggl._population._cache_size(), ggl._render._cache_size()))
+    # CMA-ES compiles the leak into its population program, then frees it.
+    assert ggl._population_c._cache_size() == 0
   assert sizes[1] == sizes[0]
   if defense["name"] == "clip":  # Each leak's own norm, in the run's info.
     assert estimates[0]["observed_norm"] == pytest.approx(0.05, rel=1e-4)

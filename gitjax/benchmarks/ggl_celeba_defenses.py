@@ -34,8 +34,8 @@ def time_generation(prob, population, repeats=3) -> dict:
   call per candidate."""
   zs = jax.random.normal(jax.random.key(0), (population, prob.dim))
   key = jax.random.key(1)
-  batched = ggl.population(prob, "vmap")  # The attack's compiled calls.
-  mapped = ggl.population(prob, "map")
+  batched = ggl.population(prob, "vmap", constants=True)  # The attack's.
+  mapped = ggl.population(prob, "map", constants=True)
   single = jax.jit(prob.search_loss)
   jax.block_until_ready(batched(zs, key))
   jax.block_until_ready(mapped(zs, key))
@@ -52,6 +52,7 @@ def time_generation(prob, population, repeats=3) -> dict:
   t_vmap = best(lambda: jax.block_until_ready(batched(zs, key)))
   t_map = best(lambda: jax.block_until_ready(mapped(zs, key)))
   t_loop = best(lambda: [jax.block_until_ready(single(z, key)) for z in zs])
+  ggl.release()
   return {"population": population, "vmapped_s": t_vmap, "mapped_s": t_map,
           "loop_s": t_loop, "speedup": t_loop / t_vmap}
 
