@@ -139,3 +139,21 @@ def test_inverter_training_messages_use_the_same_dp_sgd():
         None, clip_norm=0.05, noise_multiplier=0.0)
     _assert_same(jax.tree.map(lambda m, i=i: m[i], msgs), ref, rtol=1e-5,
                  atol=1e-8)
+
+
+def test_per_leak_estimates_are_traced_and_needed():
+  """The observed norm is an array of ``from_leak`` (one program serves
+  every leak); a replay without those arrays is refused by name."""
+  vic, lk, x, y = _leak([dict(name="clip", max_norm=100.0)])
+  _, lk2, _, _ = _leak([dict(name="clip", max_norm=100.0)], key=4)
+  model, arrays = client_model.from_leak(lk, vic, GGL)
+  model2, arrays2 = client_model.from_leak(lk2, vic, GGL)
+  assert model2 == model  # Inactive clipping: each leak's own norm.
+  norms = [float(a["estimates"][0]["observed_norm"]) for a in (arrays,
+                                                               arrays2)]
+  np.testing.assert_allclose(norms[0], defenses.global_norm(lk.message),
+                             rtol=1e-5)
+  assert abs(norms[0] - norms[1]) > 1e-6
+  with pytest.raises(ValueError, match="reads 'observed_norm' from the "
+                     "arrays of client_model.from_leak"):
+    model.message(lk.params, lk.state, x, y)

@@ -31,12 +31,17 @@ code's other optimizer: 2,500 steps, KL weight 0.1; 1,500 under clipping
 and Soteria, where the loss is flat from step 1,000: 11.65 / 11.32 on
 images 9001-9002 against 11.71 / 11.36 with 2,500, 2026-12-06), IG 500
 iterations; under noise the paper's width 64 and 3 CMA-ES searches
-(below). Each case's images share one compiled program (GGL's leak is
-traced), which took 14-18 s of compile off each image. The measured halves took 67 and 74 min,
-one core each (2 h 21 min in all); with the pattern mask model under
-pruning (below), which halves that case's 279 s per image, the whole
-benchmark is about 2 h 3 min on one core (estimated, not run in one
-piece), or about 67 and 56 min as the two halves on two cores. Measured 2026-12-04 (``runs/s13``), psnr_ggl GGL / IG: noise 2.56 /
+(below). Adam's images share one compiled program (GGL's leak traced:
+14-18 s of compile off each image); CMA-ES compiles the leak into its
+population program (1.40 s a generation against 1.57 traced). Time, one
+process on both cores, estimated from 2026-12-06's per-image times (not
+yet run in one piece): clipping about 12 min, noise 72, pruning 13,
+Soteria 10, about 1 h 50 min in all (BUILD_NOTES.md). Clipping, from
+a whole run stopped in the noise case (2026-12-06, beside a niced CI
+run): psnr_ggl 12.13, LPIPS-VGG 0.341, IG 20.71 / 0.157, 14 min; then
+``cases=prune-soteria`` (22 min, idle): pruning 11.90 / IG 10.19
+(LPIPS 0.344 / 0.602), Soteria 12.03 / 20.69 (0.344 / 0.158).
+Measured 2026-12-04 (``runs/s13``), psnr_ggl GGL / IG: noise 2.56 /
 0.25, clipping 12.60 / 20.49, pruning 10.76 / 10.28, Soteria 12.49 /
 20.21; LPIPS 0.33-0.57 against IG's 0.13-0.81 (pruning there with GGL's
 rate model of the mask). Then pruning with ``masks="pattern"`` (the
