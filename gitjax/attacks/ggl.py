@@ -19,8 +19,10 @@ CMA-ES; each generation's population goes through ONE jitted call of the
 objective, vmapped or lax.mapped by ``population_map``), "bo" (TuRBO-1,
 ``gitjax.attacks.bo``) and "adam" (gradients through the generator and the
 victim with GGL's ramped learning rate, run by ``engine.optimize``). The
-objective is a static ``Objective`` of the leak's traced arrays, so the
-images of a benchmark share one compiled program.
+objective is a static ``Objective`` of the leak's traced arrays, so Adam's
+images share one compiled program; CMA-ES and BO compile each leak into
+their population program (``population``), which pays over hundreds of
+generations, and free it after the attack.
 ``budget`` counts generations (cmaes), evaluations (bo) or steps (adam); the
 paper's are 800, 1000, 2500.
 """
