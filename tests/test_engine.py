@@ -171,6 +171,11 @@ def test_data_compiled_in_as_constants_gives_the_same_run(loop):
   const = engine.Constant({"t": target})
   assert const == engine.Constant({"t": target})
   assert const != engine.Constant({"t": jnp.asarray([1.0])})
+  # Keyed by type too: another static argument holding the same arrays is
+  # a different program's key.
+  # pylint: disable-next=protected-access
+  other = type("Other", (engine.Keyed,), {"_key": const._key})()
+  assert other != const
   carry = engine.init_carry(init, tx)
   kw = dict(loss_fn=_quadratic, project=None, tx=tx, per_trial=False,
             options=_opts(iterations=6, chunk=2, loop="host",

@@ -180,24 +180,30 @@ def loop_kind(options: Options) -> str:
   return "host" if jax.default_backend() == "cpu" else "device"
 
 
-class Constant:
-  """A pytree compiled in as constants: a static jit argument.
-
-  Equal and hashed by the identity of its leaves, so the same arrays find
-  the same compiled program. It holds its leaves, so while it is cached
-  their ids cannot be reused.
-  """
-
-  def __init__(self, tree):
-    self.tree = tree
-    self._leaves, treedef = jax.tree.flatten(tree)
-    self._key = (treedef, tuple(id(x) for x in self._leaves))
+class Keyed:
+  """A static jit argument, equal and hashed by its type and ``_key``."""
+  _key: tuple = ()
 
   def __hash__(self):
-    return hash(self._key)
+    return hash((type(self), self._key))
 
   def __eq__(self, other):
-    return isinstance(other, Constant) and self._key == other._key
+    return type(other) is type(self) and self._key == other._key
+
+
+def held(tree) -> tuple:
+  """``tree``'s structure and its leaves' ids: a key by identity (who keys
+  a cached program by it holds ``tree``, so the ids stay unique)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple(id(x) for x in leaves)
+
+
+class Constant(Keyed):
+  """A pytree compiled in as constants, keyed by ``held``: the same arrays
+  find the same compiled program."""
+
+  def __init__(self, tree):
+    self.tree, self._key = tree, held(tree)
 
 
 def over_trials(fn: Callable, in_axes: tuple, options: Options) -> Callable:

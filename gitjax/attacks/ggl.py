@@ -167,26 +167,19 @@ class Problem(NamedTuple):
   data: dict | None = None
 
 
-class Decoder:
+class Decoder(engine.Keyed):
   """z_flat -> victim-space images; a static jit argument.
 
   Equal and hashed by the generator, the identity of its variables'
-  arrays (``loading.generator`` caches them), the images' count and
-  normalization and the latent map; it holds the arrays, so their ids
-  stay unique while a program keyed by it is cached.
+  arrays (``engine.held``; ``loading.generator`` caches them), the
+  images' count and normalization and the latent map.
   """
 
   def __init__(self, generator, gen_vars, n, latent, mean, std):
     self.generator, self.gen_vars = generator, gen_vars
     self.n, self.latent, self.mean, self.std = n, latent, mean, std
-    self._key = (generator, tuple(id(a) for a in jax.tree.leaves(gen_vars)),
-                 n, latent, tuple(mean), tuple(std))
-
-  def __hash__(self):
-    return hash(self._key)
-
-  def __eq__(self, other):
-    return isinstance(other, Decoder) and self._key == other._key
+    self._key = (generator, engine.held(gen_vars), n, latent, tuple(mean),
+                 tuple(std))
 
   def inputs(self, z_flat):
     z = z_flat.reshape(self.n, self.generator.latent_dim)

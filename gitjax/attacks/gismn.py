@@ -76,26 +76,19 @@ def _plain(config) -> dict:
   return attacks.settings(config, DEFAULTS, "gismn")
 
 
-class Render:
+class Render(engine.Keyed):
   """(vars, aux) -> victim-space images; a static jit argument.
 
   Equal and hashed by the generator, the identity of its variables' arrays
-  (``loading.generator`` caches them) and the normalization, so every
-  attack with the same prior reuses one compiled step. It holds the
-  arrays, so while a program keyed by it is cached their ids stay unique.
+  (``engine.held``; ``loading.generator`` caches them) and the
+  normalization, so every attack with the same prior reuses one compiled
+  step.
   """
 
   def __init__(self, generator, gen_vars, mean, std):
     self.generator, self.gen_vars = generator, gen_vars
     self.mean, self.std = tuple(mean), tuple(std)
-    self._key = (generator, tuple(id(a) for a in jax.tree.leaves(gen_vars)),
-                 self.mean, self.std)
-
-  def __hash__(self):
-    return hash(self._key)
-
-  def __eq__(self, other):
-    return isinstance(other, Render) and self._key == other._key
+    self._key = (generator, engine.held(gen_vars), self.mean, self.std)
 
   def __call__(self, v, aux=None):
     del aux
