@@ -18,6 +18,7 @@ import numpy as np
 from gitjax import client_model
 from gitjax import defenses
 from gitjax import protocols
+from gitjax import static
 from gitjax import victim as victim_lib
 
 
@@ -144,10 +145,10 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
   ys_k = ys.reshape((num_clients, b) + ys.shape[1:])
   keys = jax.random.split(k_def, num_clients)
 
-  static = dict(victim=victim, protocol=protocol,
-                protocol_config=_Static(protocol_config),
-                spec=_Static(spec), chunk_size=chunk_size)
-  msgs = [_send(client_vars, xs_k[i], ys_k[i], keys[i], **static)
+  settings = dict(victim=victim, protocol=protocol,
+                  protocol_config=_Static(protocol_config),
+                  spec=_Static(spec), chunk_size=chunk_size)
+  msgs = [_send(client_vars, xs_k[i], ys_k[i], keys[i], **settings)
           for i in range(num_clients)]
   message = protocols.aggregate(jax.tree.map(lambda *m: jnp.stack(m), *msgs))
   leak = Leak(
@@ -162,17 +163,11 @@ def simulate(victim, variables, xs, ys, key, *, protocol="fedsgd",
   return leak, GroundTruth(images=xs, labels=ys, client_variables=client_vars)
 
 
-class _Static:
+class _Static(static.Keyed):
   """A JSON-like setting as a static jit argument, compared by value."""
 
   def __init__(self, value):
     self.value, self._key = value, client_model.freeze(value)
-
-  def __hash__(self):
-    return hash(self._key)
-
-  def __eq__(self, other):
-    return isinstance(other, _Static) and self._key == other._key
 
 
 @functools.partial(jax.jit, static_argnames=(

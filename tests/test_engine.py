@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 
+from gitjax import static
 from gitjax.attacks import engine
 from gitjax.attacks import optimizers
 
@@ -174,7 +175,7 @@ def test_data_compiled_in_as_constants_gives_the_same_run(loop):
   # Keyed by type too: another static argument holding the same arrays is
   # a different program's key.
   # pylint: disable-next=protected-access
-  other = type("Other", (engine.Keyed,), {"_key": const._key})()
+  other = type("Other", (static.Keyed,), {"_key": const._key})()
   assert other != const
   carry = engine.init_carry(init, tx)
   kw = dict(loss_fn=_quadratic, project=None, tx=tx, per_trial=False,

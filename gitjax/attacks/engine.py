@@ -38,6 +38,7 @@ import optax.tree_utils as otu
 
 from gitjax import parallel
 from gitjax import report
+from gitjax import static
 from gitjax import xla_cpu
 
 TRIAL_AXES = ("auto", "vmap", "map")
@@ -180,30 +181,12 @@ def loop_kind(options: Options) -> str:
   return "host" if jax.default_backend() == "cpu" else "device"
 
 
-class Keyed:
-  """A static jit argument, equal and hashed by its type and ``_key``."""
-  _key: tuple = ()
-
-  def __hash__(self):
-    return hash((type(self), self._key))
-
-  def __eq__(self, other):
-    return type(other) is type(self) and self._key == other._key
-
-
-def held(tree) -> tuple:
-  """``tree``'s structure and its leaves' ids: a key by identity (who keys
-  a cached program by it holds ``tree``, so the ids stay unique)."""
-  leaves, treedef = jax.tree.flatten(tree)
-  return treedef, tuple(id(x) for x in leaves)
-
-
-class Constant(Keyed):
-  """A pytree compiled in as constants, keyed by ``held``: the same arrays
-  find the same compiled program."""
+class Constant(static.Keyed):
+  """A pytree compiled in as constants, keyed by ``static.held``: the
+  same arrays find the same compiled program."""
 
   def __init__(self, tree):
-    self.tree, self._key = tree, held(tree)
+    self.tree, self._key = tree, static.held(tree)
 
 
 def over_trials(fn: Callable, in_axes: tuple, options: Options) -> Callable:

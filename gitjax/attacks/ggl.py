@@ -40,6 +40,7 @@ from gitjax import client_model
 from gitjax import generators as gen_lib
 from gitjax import ghost
 from gitjax import loading
+from gitjax import static
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import bo
 from gitjax.attacks import engine
@@ -167,18 +168,18 @@ class Problem(NamedTuple):
   data: dict | None = None
 
 
-class Decoder(engine.Keyed):
+class Decoder(static.Keyed):
   """z_flat -> victim-space images; a static jit argument.
 
   Equal and hashed by the generator, the identity of its variables'
-  arrays (``engine.held``; ``loading.generator`` caches them), the
+  arrays (``static.held``; ``loading.generator`` caches them), the
   images' count and normalization and the latent map.
   """
 
   def __init__(self, generator, gen_vars, n, latent, mean, std):
     self.generator, self.gen_vars = generator, gen_vars
     self.n, self.latent, self.mean, self.std = n, latent, mean, std
-    self._key = (generator, engine.held(gen_vars), n, latent, tuple(mean),
+    self._key = (generator, static.held(gen_vars), n, latent, tuple(mean),
                  tuple(std))
 
   def inputs(self, z_flat):

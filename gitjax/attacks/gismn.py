@@ -46,6 +46,7 @@ import optax
 from gitjax import attacks
 from gitjax import generators as gen_lib
 from gitjax import loading
+from gitjax import static
 from gitjax.attacks import Reconstruction
 from gitjax.attacks import engine
 from gitjax.attacks import labels as labels_lib
@@ -76,11 +77,11 @@ def _plain(config) -> dict:
   return attacks.settings(config, DEFAULTS, "gismn")
 
 
-class Render(engine.Keyed):
+class Render(static.Keyed):
   """(vars, aux) -> victim-space images; a static jit argument.
 
   Equal and hashed by the generator, the identity of its variables' arrays
-  (``engine.held``; ``loading.generator`` caches them) and the
+  (``static.held``; ``loading.generator`` caches them) and the
   normalization, so every attack with the same prior reuses one compiled
   step.
   """
@@ -88,7 +89,7 @@ class Render(engine.Keyed):
   def __init__(self, generator, gen_vars, mean, std):
     self.generator, self.gen_vars = generator, gen_vars
     self.mean, self.std = tuple(mean), tuple(std)
-    self._key = (generator, engine.held(gen_vars), self.mean, self.std)
+    self._key = (generator, static.held(gen_vars), self.mean, self.std)
 
   def __call__(self, v, aux=None):
     del aux
