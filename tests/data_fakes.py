@@ -5,6 +5,7 @@ import os
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from gitjax.errors import InputError
@@ -85,3 +86,16 @@ def check_names_file(make, error, tmp_path):
   assert message.startswith(prefix), message
   assert fragment in message, message
   assert "object at 0x" not in message  # No reprs of in-memory buffers.
+
+
+def params(cases):
+  """``(make, error)`` pairs as pytest params named after ``make``."""
+  return [pytest.param(m, e, id=m.__name__.lstrip("_")) for m, e in cases]
+
+
+def check_cause(make, cause, tmp_path):
+  """The ``InputError`` of ``make``'s call chains the reader's ``cause``."""
+  call, _, _ = make(tmp_path)
+  with pytest.raises(InputError) as info:
+    call()
+  assert isinstance(info.value.__cause__, cause)

@@ -191,18 +191,13 @@ FILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "make,error", [pytest.param(m, e, id=m.__name__.lstrip("_"))
-                   for m, e in FILE_CASES])
+@pytest.mark.parametrize("make,error", fakes.params(FILE_CASES))
 def test_bad_file_names_it(tmp_path, make, error):
   fakes.check_names_file(make, error, tmp_path)
 
 
 def test_cause_is_chained(tmp_path):
-  call, _, _ = _zip_truncated_jpeg(tmp_path)
-  with pytest.raises(InputError) as info:
-    call()
-  assert isinstance(info.value.__cause__, OSError)  # PIL's own error.
+  fakes.check_cause(_zip_truncated_jpeg, OSError, tmp_path)  # PIL's own error.
 
 
 def test_zip_checked_before_decoding(tmp_path, monkeypatch):

@@ -285,18 +285,13 @@ FILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "make,error", [pytest.param(m, e, id=m.__name__.lstrip("_"))
-                   for m, e in FILE_CASES])
+@pytest.mark.parametrize("make,error", fakes.params(FILE_CASES))
 def test_bad_file_names_it(tmp_path, make, error):
   fakes.check_names_file(make, error, tmp_path)
 
 
 def test_cause_is_chained(tmp_path):
-  call, _, _ = _idx_truncated_gz(tmp_path)
-  with pytest.raises(InputError) as info:
-    call()
-  assert isinstance(info.value.__cause__, EOFError)
+  fakes.check_cause(_idx_truncated_gz, EOFError, tmp_path)
 
 
 def test_binary_batches_sized_before_reading(tmp_path, monkeypatch):
