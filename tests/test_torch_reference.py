@@ -176,3 +176,12 @@ def test_benchmark_times_torch_beside_gitjax(monkeypatch, tmp_path):
     assert row["gitjax_over_torch"] > 0
     assert row["torch_fraction_of_matmul"] > 0
     assert row["torch_check"]["objective_abs_diff"] < 1e-4
+
+
+def test_timed_step_is_a_whole_runs_step(key):
+  """ig_speed times chunks of a few iterations, but the step of a whole
+  run: on a CPU the leak is compiled in, as IG's ``constants="auto"`` does
+  for runs of at least ``CONSTANTS_MIN_STEPS`` trial steps."""
+  *_, kw = _problem("convnet", 2, 18, key, iterations=1)
+  assert kw["options"].iterations == 1
+  assert kw["options"].constants == (jax.default_backend() == "cpu")

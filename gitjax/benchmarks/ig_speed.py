@@ -101,10 +101,18 @@ def setup_problem(victim, variables, batch, restarts, iterations,
 
 
 def chunk_kwargs(problem, settings) -> dict:
-  """The static arguments of ``engine.run_chunk`` for the IG step."""
+  """The static arguments of ``engine.run_chunk`` for the IG step: the
+  step of a whole run (at least ``matching.CONSTANTS_MIN_STEPS`` trial
+  steps, so the leak compiled in where ``constants="auto"`` does that),
+  not of the short timed chunk."""
+  whole = settings._replace(iterations=max(
+      settings.iterations, -(-matching.CONSTANTS_MIN_STEPS // max(
+          1, settings.restarts))))
+  opts = matching.options(whole, problem)._replace(
+      iterations=settings.iterations)
   return dict(loss_fn=problem, project=matching.BoxProjection(),
-              tx=matching.transformation(settings),
-              options=matching.options(settings, problem), per_trial=False)
+              tx=matching.transformation(settings), options=opts,
+              per_trial=False)
 
 
 def time_iterations(name, width, batch, image_size, restarts, iterations,
