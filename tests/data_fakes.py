@@ -75,13 +75,10 @@ def check_names_file(make, error, tmp_path):
   with ``prefix`` (the file, ``<zip>: member <name>`` inside a zip) and
   holds ``fragment``."""
   call, prefix, fragment = make(tmp_path)
-  try:
+  with pytest.raises(error) as info:
     call()
-  except error as e:
-    message = str(e)
-    assert isinstance(e, InputError)  # Missing files too.
-  else:
-    raise AssertionError(f"{make.__name__}: no {error.__name__} raised")
+  message = str(info.value)
+  assert isinstance(info.value, InputError)  # Missing files too.
   assert "\n" not in message and message == message.strip()
   assert message.startswith(prefix), message
   assert fragment in message, message

@@ -106,8 +106,7 @@ def chunk_kwargs(problem, settings) -> dict:
   steps, so the leak compiled in where ``constants="auto"`` does that),
   not of the short timed chunk."""
   whole = settings._replace(iterations=max(
-      settings.iterations, -(-matching.CONSTANTS_MIN_STEPS // max(
-          1, settings.restarts))))
+      settings.iterations, matching.CONSTANTS_MIN_STEPS))
   opts = matching.options(whole, problem)._replace(
       iterations=settings.iterations)
   return dict(loss_fn=problem, project=matching.BoxProjection(),
