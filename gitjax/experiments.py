@@ -401,7 +401,11 @@ def check_benchmark(config) -> str:
     if "attack" in config:
       validate.check_attack(config.attack)
     validate.check_eval(config)
+  taken = ("truth", config.get("attack", {}).get("name"))
   for k, block in (config.get("baselines") or {}).items():
+    if k in taken:  # Labels of a sweep's rows and image files.
+      raise InputError(f"config.baselines.{k}: the label is taken (the "
+                       "truth's or config.attack's name); rename it")
     validate.check_attack(block, f"config.baselines.{k}")
   bench = config.get("bench") or {}
   for k, overrides in (bench.get("cases") or {}).items():

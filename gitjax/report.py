@@ -98,6 +98,16 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> str:
   return path
 
 
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> str:
+  """Writes named arrays as a compressed ``.npz`` atomically; returns the
+  path. Numeric arrays only, so ``np.load`` reads it without pickle."""
+  buf = io.BytesIO()
+  np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+  path = os.fspath(path)
+  write_bytes(path, buf.getvalue())
+  return path
+
+
 def write_json(workdir: str | os.PathLike, name: str, obj: Any) -> str:
   """Writes obj as strict JSON to ``<workdir>/<name>`` atomically.
 

@@ -191,6 +191,54 @@ def test_bad_case_attack_or_baseline_override_names_it():
     experiments.check_benchmark(config)
 
 
+@pytest.mark.parametrize("label", ["gismn", "truth"])
+def test_baseline_with_a_taken_label_is_refused(label, tmp_path):
+  config = _smoke("gismn_cifar10")
+  config.baselines[label] = dict(config.baselines.ig)
+  with pytest.raises(InputError, match=f"config.baselines.{label}: the "
+                     "label is taken") as e:
+    experiments.run_benchmark(config, str(tmp_path / "w"))
+  assert "\n" not in str(e.value)
+  assert not (tmp_path / "w").exists()
+
+
+def test_sweep_writes_every_image_and_its_scores(monkeypatch, tmp_path):
+  from gitjax import attacks
+  from gitjax.benchmarks import compare
+  config = _smoke("gismn_cifar10")
+  config.eval.lpips_net, config.eval.lpips_also = None, ()
+  config.bench.cases = dict(b2=dict(data=dict(batch_size=2),
+                                    leak=dict(defense=[]),
+                                    bench=dict(num_batches=2)))
+
+  def fake(cases, blocks, keys):  # The truth, reversed; then a gray batch.
+    out = {}
+    for i, label in enumerate(blocks):
+      gray = lambda c: (0.5 - np.asarray(c.leak.mean)) / np.asarray(
+          c.leak.std) + 0 * c.truth.images
+      recs = [attacks.Reconstruction(
+          c.truth.images[::-1] if i == 0 else gray(c), None, {})
+              for c in cases]
+      out[label] = (recs, 0.0)
+    return out
+
+  monkeypatch.setattr(compare, "run_attacks", fake)
+  row = compare.sweep(config, str(tmp_path))["cases"]["b2"]
+  with np.load(tmp_path / "images_b2.npz") as f:
+    images = dict(f)
+  assert sorted(images) == ["gismn", "ig", "truth"]
+  assert images["truth"].shape == (2, 2, 32, 32, 3)
+  # Stored in the truth's order (Hungarian), so the reversal is undone.
+  np.testing.assert_allclose(images["gismn"], images["truth"], atol=1e-5)
+  np.testing.assert_allclose(images["ig"], 0.5, atol=1e-5)
+  per = row["ig_per_image"]
+  assert len(per["psnr"]) == 4 and len(per["ssim"]) == 4
+  mse = ((images["ig"] - images["truth"]) ** 2).mean(axis=(2, 3, 4))
+  np.testing.assert_allclose(per["mse"], mse.ravel(), rtol=1e-5)
+  assert row["ig"]["psnr"] == pytest.approx(np.mean(per["psnr"]))
+  assert (tmp_path / "grid_b2.png").exists()
+
+
 def test_sweep_attacks_each_case_with_its_own_blocks(monkeypatch, tmp_path):
   from gitjax.benchmarks import compare
   config = _smoke("gismn_cifar10")

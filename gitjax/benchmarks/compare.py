@@ -22,9 +22,10 @@ def attack_blocks(config) -> dict:
   """{label: attack block}: ``config.attack`` first, then the baselines."""
   blocks = {config.attack.name: config.attack}
   for label, block in (config.get("baselines") or {}).items():
-    if label in blocks:
-      raise ValueError(f"config.baselines.{label}: the label is "
-                       "config.attack's name; rename the baseline")
+    if label in blocks or label == "truth":
+      what = "config.attack's name" if label in blocks else "reserved"
+      raise ValueError(f"config.baselines.{label}: the label is {what}; "
+                       "rename the baseline")
     blocks[label] = block
   return blocks
 
@@ -47,6 +48,13 @@ def summarize(scores: list[dict]) -> dict:
   """The mean over cases of each case's mean metrics."""
   keys = scores[0]["mean"].keys()
   return {k: float(np.mean([s["mean"][k] for s in scores])) for k in keys}
+
+
+def per_image(scores: list[dict]) -> dict:
+  """{metric: [value per image]}: the cases' images one after another."""
+  keys = scores[0]["per_image"].keys()
+  return {k: [float(v) for s in scores for v in np.ravel(s["per_image"][k])]
+          for k in keys}
 
 
 def unit_images(case, rec, score=None) -> np.ndarray:
@@ -73,7 +81,12 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
   case with B images sampled with seed 100 j + B, every attack's key
   ``seed + 11 + j``. Scores with ``experiments.evaluate`` (Hungarian
   matching for B > 1); a grid per case (truth, then each attack;
-  ``titles`` renames rows) and ``partial.json`` after each case.
+  ``titles`` renames rows), ``images_<case>.npz`` (``truth`` and each
+  attack's images on [0, 1] in the truth's order, [batches, B, H, W, C],
+  to score or look at again without rerunning) and ``partial.json``
+  after each case. A row holds each attack's mean metrics, per batch
+  PSNR and per image every metric (``<label>_per_image``, batch after
+  batch, the order of the npz).
   """
   dataset = experiments.load_data(config.data)
   blocks = attack_blocks(config)
@@ -95,15 +108,19 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
     for label, block in case_blocks.items():
       if experiments.plain(block) != results[label]:
         row[f"{label}_block"] = experiments.plain(block)
-    grid = [truth_images(cases[0])]
+    images = {"truth": np.stack([truth_images(c) for c in cases])}
     for label, (recs, seconds) in runs.items():
       scores = [experiments.evaluate(r, c, cfg) for r, c in zip(recs, cases)]
       row[label] = summarize(scores)
       row[f"{label}_per_batch_psnr"] = [s["mean"]["psnr"] for s in scores]
+      row[f"{label}_per_image"] = per_image(scores)
       row[f"{label}_seconds"] = seconds
       row.setdefault("label_sources", [r.info.get("label_source")
                                        for r in recs])
-      grid.append(unit_images(cases[0], recs[0], scores[0]))
+      images[label] = np.stack([unit_images(c, r, s) for r, c, s
+                                in zip(recs, cases, scores)])
+    report.save_npz(os.path.join(workdir, f"images_{name}.npz"), images)
+    grid = [images[k][0] for k in images]
     report.save_grid(os.path.join(workdir, f"grid_{name}.png"), grid,
                      row_titles=["truth"] + [(titles or {}).get(k, k)
                                              for k in runs])
