@@ -59,6 +59,33 @@ def test_restarts_keep_the_lowest_final_distance():
     np.testing.assert_allclose(three.images, one.images, atol=1e-5)
 
 
+def test_refine_matches_gradients_from_gismn_images():
+  from gitjax.attacks import gradient_matching
+  from gitjax.attacks import matching
+  gen, gv, vic, lk = _setup()
+  key = jax.random.key(4)
+  plain = gismn.reconstruct(lk, vic, gen, gv, dict(steps=9), key)
+  rec = gismn.reconstruct(lk, vic, gen, gv,
+                          dict(steps=9, refine=dict(iterations=30)), key)
+  assert rec.info["distance"] == plain.info["distance"]  # GI-SMN unchanged.
+  assert rec.info["refine"]["history"]["iteration"][-1] == 30
+  settings, _ = gradient_matching.refine_settings(dict(iterations=30))
+  assert settings.lr == 0.01 and settings.objective == "cosine"
+  problem = matching.make_problem(lk, vic, settings)
+  data = matching.make_data(lk, plain.labels)
+  before = float(problem({"x": plain.images}, data))
+  after = float(problem({"x": rec.images}, data))
+  assert after < before
+  np.testing.assert_array_equal(rec.labels, plain.labels)
+  lo, hi = leak_lib.box(lk)
+  assert float(rec.images.min()) >= float(lo.min()) - 1e-5
+  assert float(rec.images.max()) <= float(hi.max()) + 1e-5
+  with pytest.raises(ValueError, match=r"unknown refine config key\(s\) "
+                     r"\['steps'\]"):
+    gismn.reconstruct(lk, vic, gen, gv, dict(steps=9, refine=dict(steps=3)),
+                      key)
+
+
 @pytest.mark.parametrize("restarts", [0, 1.5, True, "2"])
 def test_restarts_must_be_a_count(restarts):
   gen, gv, vic, lk = _setup()

@@ -8,8 +8,9 @@ Attack fields:
     them, else iDLG for one image or LLG-style counts for a batch), or a
     ``labels.infer`` method. GIT itself never needs them.
 
-``attack_with_matching`` (GIT + IG) also takes every gradient-matching
-``Settings`` field (defaults: Inverting Gradients', with lr 0.01) and
+``attack_with_matching`` (GIT + IG, ``gradient_matching.refine``) also
+takes every gradient-matching ``Settings`` field (defaults: Inverting
+Gradients', with lr 0.01) and
   proximity: weight of ``mean((x - x_git)^2)`` added to the objective (0:
     GIT's output is only the starting point).
   restarts: trials start from GIT's output plus ``jitter`` * N(0, 1) noise
@@ -36,7 +37,6 @@ parameter-discrepancy setting, reported as ``info["param_discrepancy"]``.
 
 import functools
 import time
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,17 +52,9 @@ from gitjax.attacks import posterior
 from gitjax.attacks import Reconstruction
 
 GIT_FIELDS = dict(inverter_dir=None, step=None, labels="auto")
-MATCHING_FIELDS = dict(GIT_FIELDS, proximity=0.0, jitter=0.0)
 POSTERIOR_FIELDS = dict(GIT_FIELDS, prior=None, sigma="auto", steps=1,
                         cg_iterations=200, label_search=True,
                         sigma_clean=None)
-# Inverting Gradients' settings, but a 10x smaller step: signed Adam at IG's
-# lr 0.1 moves every pixel by ~0.1 per step and erases GIT's starting image
-# within a few steps (measured on CIFAR-10 / LeNet: 12.4 dB after 250 steps
-# from a 22.6 dB start at lr 0.1, 25.7 dB at lr 0.01).
-GIT_IG_DEFAULTS = dict(
-    {k: v for k, v in gradient_matching.IG_DEFAULTS.items()
-     if k not in ("init", "labels")}, lr=0.01)
 
 
 def _fields(config, known: dict, extra=()) -> tuple[dict, dict]:
@@ -200,33 +192,16 @@ def attack_lti(leak, victim, config, key) -> Reconstruction:
   return _run(leak, victim, config, "lti")
 
 
-class Proximity(NamedTuple):
-  """``weight * mean((x - x_git)^2)``; hashable, a static jit argument."""
-  weight: float
-
-  def __call__(self, v, x, aux):
-    del v
-    return self.weight * jnp.mean(jnp.square(x - aux))
-
-
 def attack_with_matching(leak, victim, config, key) -> Reconstruction:
-  """GIT + IG: gradient matching started from (and near) GIT's output."""
-  extra = tuple(matching.Settings._fields)
-  fields, rest = _fields(config, MATCHING_FIELDS, extra)
-  settings = matching.make_settings({**GIT_IG_DEFAULTS, **rest})
-  kind = "git"
-  start = _invert_leak(leak, victim, fields, kind)
-  x_git = start.images  # [B, ...], victim space.
-  r = settings.restarts
-  noise = jax.random.normal(key, (r,) + x_git.shape) * fields["jitter"]
-  x0 = x_git[None] + noise.at[0].set(0.0)
-  lo, hi = leak_lib.box(leak)
-  x0 = jnp.clip(x0, lo, hi)
-  prox = fields["proximity"]
-  res = matching.run(leak, victim, x0, start.labels, settings, key,
-                     penalty=Proximity(float(prox)) if prox else None,
-                     aux=x_git)
-  info = dict(res.info, git=start.info, proximity=prox,
+  """GIT + IG: gradient matching started from (and near) GIT's output
+  (``gradient_matching.refine``)."""
+  extra = (tuple(matching.Settings._fields)
+           + tuple(gradient_matching.REFINE_FIELDS))
+  fields, rest = _fields(config, GIT_FIELDS, extra)
+  start = _invert_leak(leak, victim, fields, "git")
+  res = gradient_matching.refine(leak, victim, start, rest, key)
+  info = dict(res.info, git=start.info,
+              proximity=float(rest.get("proximity", 0.0)),
               label_source=start.info["label_source"])
   return Reconstruction(images=res.images, labels=start.labels, info=info)
 

@@ -29,6 +29,8 @@ Attack fields (besides ``name`` and the engine's ``Settings``):
   batch_size: examples per client when the leak does not tell it.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -49,6 +51,17 @@ DLG_DEFAULTS = dict(
     objective="l2", optimizer="lbfgs", lr=1.0, signed=False,
     schedule="constant", iterations=3000, restarts=1, box=False, tv=0.0,
     lbfgs_memory=100, init="randn", labels="joint")
+# Refining another attack's reconstruction (``refine``): IG's settings with
+# a 10x smaller step. Signed Adam at IG's lr 0.1 moves every pixel by ~0.1
+# per step and erases a good start within a few steps (measured from GIT's
+# images on CIFAR-10 / LeNet: 12.4 dB after 250 steps from a 22.6 dB start
+# at lr 0.1, 25.7 dB at lr 0.01).
+REFINE_DEFAULTS = dict(
+    {k: v for k, v in IG_DEFAULTS.items() if k not in ("init", "labels")},
+    lr=0.01)
+# jitter: restarts after the first start from the images plus N(0, jitter^2);
+# proximity: the weight of mean((x - start)^2) in the objective.
+REFINE_FIELDS = dict(proximity=0.0, jitter=0.0)
 
 
 def split_config(config, defaults) -> tuple[matching.Settings, dict]:
@@ -72,6 +85,43 @@ def split_config(config, defaults) -> tuple[matching.Settings, dict]:
     raise ValueError(f"unknown labels mode {fields['labels']!r}; known: "
                      f"{LABEL_MODES}")
   return matching.make_settings(merged), fields
+
+
+def refine_settings(config) -> tuple[matching.Settings, dict]:
+  """(Settings over ``REFINE_DEFAULTS``, ``REFINE_FIELDS``) of a ``refine``
+  block; raises ValueError naming unknown keys."""
+  cfg = dict(config.to_dict() if hasattr(config, "to_dict") else
+             (config or {}))
+  fields = {k: cfg.pop(k, v) for k, v in REFINE_FIELDS.items()}
+  unknown = set(cfg) - set(matching.Settings._fields)
+  if unknown:
+    raise ValueError(
+        f"unknown refine config key(s) {sorted(unknown)}; known: "
+        f"{sorted(set(REFINE_FIELDS) | set(matching.Settings._fields))}")
+  return matching.make_settings({**REFINE_DEFAULTS, **cfg}), fields
+
+
+class Proximity(NamedTuple):
+  """``weight * mean((x - start)^2)``; hashable, a static jit argument."""
+  weight: float
+
+  def __call__(self, v, x, aux):
+    del v
+    return self.weight * jnp.mean(jnp.square(x - aux))
+
+
+def refine(leak, victim, start: Reconstruction, config, key):
+  """Gradient matching started from (and near) ``start``'s images, with its
+  labels; ``config``: a ``refine`` block (``refine_settings``). Returns
+  ``matching.run``'s result."""
+  settings, fields = refine_settings(config)
+  x = start.images  # [B, ...], victim space.
+  noise = jax.random.normal(key, (settings.restarts,) + x.shape)
+  x0 = x[None] + (noise * fields["jitter"]).at[0].set(0.0)
+  x0 = jnp.clip(x0, *leak_lib.box(leak))
+  prox = float(fields["proximity"])
+  return matching.run(leak, victim, x0, start.labels, settings, key,
+                      penalty=Proximity(prox) if prox else None, aux=x)
 
 
 def initial_images(key, shape, kind: str, leak) -> jax.Array:
