@@ -17,21 +17,24 @@ starts, of which the ``b1_finalists`` = 2 with the lowest gradient
 distance after a quarter of the steps run on (3 runs' steps), keeping the
 lower final distance, and IG from ``b1_restarts`` = 3 starts (the lowest
 objective). GPU: width 64, 3600 steps, 4 batches per case; CPU
-(``:cpu=True``, about 205 min of one core, split in two halves of cases,
-one per core, ``cases=b8-b1`` and ``cases=b4-b1_prune90-b1_noise``, about
-95 and 110 min): width 32, 1200 steps, 4 batches per case, 8 in the B = 1
-cases without a defense and under pruning. Targets: GI-SMN >= 3 dB above
-IG in every case with LPIPS no worse; GI-SMN's published best is 36.98 dB
-(StyleGAN-XL prior, ResNet-18 width 238). Measured on the CPU (PSNR on
-[0, 1], GI-SMN / IG, LPIPS-VGG in brackets), 2026-12-05, 4 batches, each
-case run on its own: B = 4 16.95 / 12.34 (0.517 / 0.610), B = 8 14.80 /
-10.55 (0.595 / 0.674), noise 19.81 / 15.85 (0.493 / 0.543); 2026-12-06,
-8 batches, each case on its own core (``cases=b1`` and
-``cases=b1_prune90``, 53 and 55 min): B = 1 21.90 / 16.13 (0.369 /
-0.516; LPIPS-Alex 0.087 / 0.107), pruning 18.32 / 13.26 (0.494 / 0.581;
-LPIPS-Alex 0.146 / 0.139). +3 dB met in every case; on 4 batches B = 1
-and pruning had missed it (+2.91, +2.52 on 2026-12-05)
-(BUILD_NOTES.md, with widths 8 and 16).
+(``:cpu=True``, two halves of cases, one per core, ``cases=b8-b1`` and
+``cases=b4-b1_prune90-b1_noise``): width 32, 1200 steps, 4 batches per
+case, 8 in the B = 1 cases without a defense and under pruning. Targets:
+GI-SMN >= 3 dB above IG in every case with LPIPS no worse; GI-SMN's
+published best is 36.98 dB (StyleGAN-XL prior, ResNet-18 width 238).
+Measured on the CPU 2026-12-06, both halves side by side with ``taskset``
+(76 and 87 min), PSNR on [0, 1] GI-SMN / IG (LPIPS-VGG; LPIPS-Alex):
+B = 1 21.73 / 16.46 (0.370 / 0.490; 0.099 / 0.097), B = 4 16.97 / 12.27
+(0.508 / 0.614; 0.160 / 0.154), B = 8 14.92 / 10.40 (0.587 / 0.675;
+0.207 / 0.203), pruning 18.48 / 13.33 (0.488 / 0.585; 0.163 / 0.133),
+noise 20.21 / 16.17 (0.472 / 0.536; 0.124 / 0.118): +4.0 to +5.3 dB and
+LPIPS-VGG GI-SMN's in every case, LPIPS-Alex IG's in every case
+(BUILD_NOTES.md, with widths 8 and 16). ``refine=300`` (not in GI-SMN;
+off by default) ends GI-SMN with 300 steps of IG-style gradient matching
+on the pixels at lr 0.003 (``attack.refine``, ``gismn.py``): on 2 + 2 +
+1 probe images of the pruning, noise and B = 1 cases it moved PSNR by
+-0.3 to +0.2 dB and LPIPS-Alex from 0.082 / 0.242 / 0.075 / 0.058 to
+0.061 / 0.228 / 0.050 / 0.046 (BUILD_NOTES.md); not yet run end to end.
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
@@ -55,7 +58,7 @@ def get_config(arg=None):
                          data_dir="../shared/data/cifar10",
                          generator_dir=common.SHIPPED_PRIORS["cifar10"],
                          cases="", b1_restarts=3, b1_gismn_starts=6,
-                         b1_finalists=2)
+                         b1_finalists=2, refine=0)
   config = common.base_config()
   config.benchmark = "gismn_cifar10"
   config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
@@ -70,6 +73,9 @@ def get_config(arg=None):
                        finalists=1)
   config.baselines = dict(ig=dict(name="ig", iterations=3600, restarts=1,
                                   progress=False))
+  if arg.refine:  # Pixel refinement after GI-SMN (docstring); 0: none.
+    config.attack.refine = dict(iterations=arg.refine, lr=0.003,
+                                progress=False)
   config.eval.lpips_net = "alex"  # GI-SMN's; VGG's beside it (docstring).
   config.eval.lpips_also = ("vgg",)
   config.bench = dict(
