@@ -31,10 +31,10 @@ noise 20.21 / 16.17 (0.472 / 0.536; 0.124 / 0.118): +4.0 to +5.3 dB and
 LPIPS-VGG GI-SMN's in every case, LPIPS-Alex IG's in every case
 (BUILD_NOTES.md, with widths 8 and 16). ``refine=300`` (not in GI-SMN;
 off by default) ends GI-SMN with 300 steps of IG-style gradient matching
-on the pixels at lr 0.003 (``attack.refine``, ``gismn.py``): on 2 + 2 +
-1 probe images of the pruning, noise and B = 1 cases it moved PSNR by
--0.3 to +0.2 dB and LPIPS-Alex from 0.082 / 0.242 / 0.075 / 0.058 to
-0.061 / 0.228 / 0.050 / 0.046 (BUILD_NOTES.md); not yet run end to end.
+on the pixels at lr 0.003 (``attack.refine``, ``gismn.py``): on 6 probe
+images (2 per B = 1 case) it moved PSNR by -0.3 to +0.4 dB and the mean
+LPIPS-Alex from 0.123 to 0.097; whole cases: B = 4 16.86 dB, LPIPS-Alex
+0.147 (IG 0.154), B = 8 14.70 dB, 0.184 (IG 0.203) (BUILD_NOTES.md).
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
