@@ -401,11 +401,8 @@ def check_benchmark(config) -> str:
     if "attack" in config:
       validate.check_attack(config.attack)
     validate.check_eval(config)
-  taken = ("truth", config.get("attack", {}).get("name"))
+  check_labels(config)
   for k, block in (config.get("baselines") or {}).items():
-    if k in taken:  # Labels of a sweep's rows and image files.
-      raise InputError(f"config.baselines.{k}: the label is taken (the "
-                       "truth's or config.attack's name); rename it")
     validate.check_attack(block, f"config.baselines.{k}")
   bench = config.get("bench") or {}
   for k, overrides in (bench.get("cases") or {}).items():
@@ -420,6 +417,16 @@ def check_benchmark(config) -> str:
       for b, block in case.baselines.items():
         validate.check_attack(block, f"{field}.baselines.{b}")
   return name
+
+
+def check_labels(config) -> None:
+  """A comparison's labels (its rows and image files): no baseline is
+  labelled "truth" or as ``config.attack``'s name."""
+  taken = ("truth", config.get("attack", {}).get("name"))
+  for k in (config.get("baselines") or {}).keys():
+    if k in taken:
+      raise InputError(f"config.baselines.{k}: the label is taken (the "
+                       "truth's or config.attack's name); rename it")
 
 
 def device_description() -> str:

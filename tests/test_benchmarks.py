@@ -200,6 +200,10 @@ def test_baseline_with_a_taken_label_is_refused(label, tmp_path):
     experiments.run_benchmark(config, str(tmp_path / "w"))
   assert "\n" not in str(e.value)
   assert not (tmp_path / "w").exists()
+  from gitjax.benchmarks import compare  # A sweep called directly, too.
+  with pytest.raises(InputError, match=f"config.baselines.{label}: the "
+                     "label is taken"):
+    compare.attack_blocks(config)
 
 
 def test_gismn_refine_arg_reaches_every_cases_attack():

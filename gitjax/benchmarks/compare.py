@@ -19,15 +19,11 @@ from gitjax import report
 
 
 def attack_blocks(config) -> dict:
-  """{label: attack block}: ``config.attack`` first, then the baselines."""
-  blocks = {config.attack.name: config.attack}
-  for label, block in (config.get("baselines") or {}).items():
-    if label in blocks or label == "truth":
-      what = "config.attack's name" if label in blocks else "reserved"
-      raise ValueError(f"config.baselines.{label}: the label is {what}; "
-                       "rename the baseline")
-    blocks[label] = block
-  return blocks
+  """{label: attack block}: ``config.attack`` first, then the baselines
+  (labels checked by ``experiments.check_labels``)."""
+  experiments.check_labels(config)
+  return {config.attack.name: config.attack,
+          **(config.get("baselines") or {})}
 
 
 def run_attacks(cases, blocks: dict, keys) -> dict:
