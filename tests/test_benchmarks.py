@@ -208,13 +208,17 @@ def test_baseline_with_a_taken_label_is_refused(label, tmp_path):
 
 def test_gismn_refine_arg_reaches_every_cases_attack():
   from configs.benchmarks import gismn_cifar10
-  assert "refine" not in gismn_cifar10.get_config("cpu=True").attack
-  config = gismn_cifar10.get_config("cpu=True,refine=300")
+  config = gismn_cifar10.get_config("cpu=True")
   assert experiments.check_benchmark(config) == "gismn_cifar10"
   for name, overrides in config.bench.cases.items():
     case = experiments.with_overrides(config, overrides, name)
+    steps = 1000 if name == "b1_prune90" else 300
     assert experiments.plain(case.attack)["refine"] == dict(
-        iterations=300, lr=0.003, progress=False)
+        iterations=steps, lr=0.003, progress=False)
+  config = gismn_cifar10.get_config("cpu=True,refine=0")
+  for name, overrides in config.bench.cases.items():
+    case = experiments.with_overrides(config, overrides, name)
+    assert "refine" not in experiments.plain(case.attack)
 
 
 def test_sweep_writes_every_image_and_its_scores(monkeypatch, tmp_path):

