@@ -27,7 +27,11 @@ per-example filter-gradient convolutions are slow). Biases, BatchNorm and
 untapped kernels come from the ordinary gradient, whose backward pass skips
 the tapped kernels. Same values as
 ``objectives.squared_l2(victim.batch_grad(...), observed)`` to rounding, for
-one trial; vmap it over a population.
+one trial; vmap it over a population. ``products`` gives the per-tensor
+<g, o> and |g|^2 of a cosine the same way: Inverting Gradients on one
+image differentiates it (``matching.Settings.ghost``), where the gradient
+of the cosine of a formed kernel gradient reads and writes kernel-sized
+tensors several times a step.
 """
 
 import math
@@ -97,31 +101,29 @@ def _rows(tap: Tap, x: jax.Array) -> jax.Array:
   return x.reshape(-1, math.prod(tap.kernel_shape[:-1]))
 
 
-def squared_l2(victim: victim_lib.Victim, params, state, xs: jax.Array,
-               ys: jax.Array, observed, train: bool = False,
-               layers: tuple[Tap, ...] | None = None) -> jax.Array:
-  """Per tensor (leaf order), |g - o|^2 for g = ``batch_grad`` on one trial.
-
-  ``layers``: the taps (default ``taps(victim, len(xs))``); () is the plain
-  gradient. Returns [T].
-  """
-  if layers is None:
-    layers = taps(victim, xs.shape[0])
-  by_kernel = {t.path + ("kernel",): t for t in layers}
+def _names(params, layers):
+  """(leaf names, tree structure, leaves, tapped flags) of ``params``."""
+  by_kernel = {t.path + ("kernel",) for t in layers}
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   names = [tuple(getattr(k, "key", k) for k in path) for path, _ in flat]
   leaves = [v for _, v in flat]
-  tapped = [n in by_kernel for n in names]
-  zeros = {t.path: jnp.zeros((xs.shape[0],) + t.out_shape, xs.dtype)
-           for t in layers}
+  return names, treedef, leaves, [n in by_kernel for n in names]
 
-  def loss(free, perturb):
+
+def _tapped_loss(victim, train, layers, params, state):
+  """(loss(free, perturb, xs, ys) -> (value, layer inputs), free): the
+  batch loss with the tapped kernels fixed and ``perturb`` added to their
+  outputs; ``free`` the other parameters (leaf order)."""
+  _, treedef, leaves, tapped = _names(params, layers)
+  paths = {t.path for t in layers}
+
+  def loss(free, perturb, xs, ys):
     inputs = {}
 
     def tap(next_fun, args, kwargs, context):
       out = next_fun(*args, **kwargs)
       path = tuple(context.module.scope.path)
-      if context.method_name == "__call__" and path in perturb:
+      if context.method_name == "__call__" and path in paths:
         inputs[path] = args[0]
         out = out + perturb[path]
       return out
@@ -133,24 +135,79 @@ def squared_l2(victim: victim_lib.Victim, params, state, xs: jax.Array,
       value = victim_lib.batch_loss(victim, p, state, xs, ys, train)
     return value, inputs
 
-  free = [v for v, t in zip(leaves, tapped) if not t]
+  return loss, [v for v, t in zip(leaves, tapped) if not t]
+
+
+def _zeros(layers, xs):
+  return {t.path: jnp.zeros((xs.shape[0],) + t.out_shape, xs.dtype)
+          for t in layers}
+
+
+def _parts(victim, train, layers, params, state, xs, ys):
+  """(free parameters' gradients, tapped outputs' cotangents D, tapped
+  layers' inputs)."""
+  loss, free = _tapped_loss(victim, train, layers, params, state)
   (grads, cotangents), inputs = jax.grad(loss, argnums=(0, 1), has_aux=True)(
-      free, zeros)
+      free, _zeros(layers, xs), xs, ys)
+  return grads, cotangents, inputs
+
+
+def _terms(victim, params, state, xs, ys, observed, train, layers):
+  """Per tensor (leaf order): its gradient g, or (|g|^2, <g, o>) for a
+  Gram layer, and the observed tensor o."""
+  if layers is None:
+    layers = taps(victim, xs.shape[0])
+  by_kernel = {t.path + ("kernel",): t for t in layers}
+  names, _, _, tapped = _names(params, layers)
+  grads, cotangents, inputs = _parts(victim, train, tuple(layers), params,
+                                     state, xs, ys)
   grads = iter(grads)
   out = []
   for name, o, t in zip(names, jax.tree.leaves(observed), tapped):
     if not t:
-      g = next(grads)
-      out.append(jnp.vdot(g - o, g - o))
+      out.append((next(grads), o))
       continue
     tap = by_kernel[name]
     a = _rows(tap, inputs[tap.path])
     d = cotangents[tap.path].reshape(-1, tap.kernel_shape[-1])
     o2 = o.reshape(-1, tap.kernel_shape[-1])
     if tap.gram:
-      norm2 = jnp.vdot(a @ a.T, d @ d.T)
-      out.append(norm2 - 2.0 * jnp.vdot(d, a @ o2) + jnp.vdot(o2, o2))
+      out.append(((jnp.vdot(a @ a.T, d @ d.T), jnp.vdot(d, a @ o2)), o2))
     else:
-      g = a.T @ d
-      out.append(jnp.vdot(g - o2, g - o2))
+      out.append((a.T @ d, o2))
+  return out
+
+
+def squared_l2(victim: victim_lib.Victim, params, state, xs: jax.Array,
+               ys: jax.Array, observed, train: bool = False,
+               layers: tuple[Tap, ...] | None = None) -> jax.Array:
+  """Per tensor (leaf order), |g - o|^2 for g = ``batch_grad`` on one trial.
+
+  ``layers``: the taps (default ``taps(victim, len(xs))``); () is the plain
+  gradient. Returns [T].
+  """
+  out = []
+  for g, o in _terms(victim, params, state, xs, ys, observed, train, layers):
+    if isinstance(g, tuple):
+      norm2, dot = g
+      out.append(norm2 - 2.0 * dot + jnp.vdot(o, o))
+    else:
+      out.append(jnp.vdot(g - o, g - o))
   return jnp.stack(out)
+
+
+def products(victim: victim_lib.Victim, params, state, xs: jax.Array,
+             ys: jax.Array, observed, train: bool = False,
+             layers: tuple[Tap, ...] | None = None):
+  """Per tensor (leaf order), (<g, o>, |g|^2) for g = ``batch_grad``: what
+  a cosine distance needs (``objectives.cosine_of_products``); ``layers``
+  as for ``squared_l2``. Returns two lists of scalars."""
+  dots, norms = [], []
+  for g, o in _terms(victim, params, state, xs, ys, observed, train, layers):
+    if isinstance(g, tuple):
+      norms.append(g[0])
+      dots.append(g[1])
+    else:
+      dots.append(jnp.vdot(g, o))
+      norms.append(jnp.vdot(g, g))
+  return dots, norms

@@ -25,6 +25,7 @@ attacks load it with ``gitjax.loading.inverter``.
 ``python -m launch.train_inverter --config=configs/git_lenet.py --workdir=DIR``
 """
 
+import functools
 import logging
 import math
 import os
@@ -57,12 +58,16 @@ RESUMABLE_FIELDS = ("log_every", "eval_every", "checkpoint_every", "keep",
 # Data.
 
 
-def sample_indices(rng, step, batch: int, num: int) -> jax.Array:
+def sample_indices(rng, step, batch: int, num: int, order=None) -> jax.Array:
   """Indices of step ``step``'s examples: epochs of seeded permutations.
 
   Example ``step * batch + j`` is position ``(step * batch + j) % num`` of
   epoch ``(step * batch + j) // num``'s permutation, so the data order is a
   pure function of (rng, step) and every epoch sees each example once.
+  ``order`` (``epoch_order``: an epoch and the permutations of it and the
+  next) saves drawing them here, where a permutation of 50,000 costs a
+  tenth of a GIT step on a CPU; the indices are the same either way (if it
+  is not the batch's epoch, they are drawn here).
   """
   if batch > num:
     raise ValueError(f"batch of {batch} examples exceeds the {num} in the "
@@ -71,13 +76,49 @@ def sample_indices(rng, step, batch: int, num: int) -> jax.Array:
   epoch, within = pos // num, pos % num
   first = epoch[0]
   perm = lambda e: jax.random.permutation(jax.random.fold_in(rng, e), num)
-  here = perm(first)[within]
-  # The next epoch's permutation only when the batch reaches it (once an
-  # epoch): a permutation of 50,000 took 13 ms of a ~230 ms GIT step.
-  return jax.lax.cond(
-      epoch[-1] > first,
-      lambda: jnp.where(epoch == first, here, perm(first + 1)[within]),
-      lambda: here)
+
+  def drawn():
+    here = perm(first)[within]
+    # The next epoch's permutation only when the batch reaches it.
+    return jax.lax.cond(
+        epoch[-1] > first,
+        lambda: jnp.where(epoch == first, here, perm(first + 1)[within]),
+        lambda: here)
+
+  if order is None:
+    return drawn()
+  e0, perms = order
+  given = lambda: jnp.where(epoch == e0, perms[0][within], perms[1][within])
+  return jax.lax.cond(first == e0, given, drawn)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_order(rng, epoch, num: int):
+  """(epoch, [2, num] permutations of epochs ``epoch`` and ``epoch + 1``):
+  ``sample_indices``'s ``order``, drawn once an epoch (``EpochOrder``)."""
+  e = jnp.asarray(epoch, jnp.int32)
+  return e, jnp.stack([jax.random.permutation(jax.random.fold_in(rng, e + i),
+                                              num) for i in (0, 1)])
+
+
+class EpochOrder:
+  """A training loop's ``order`` argument: ``order(step)`` for a Python
+  step number, drawn anew when the step's first example starts an epoch.
+
+  ``put`` places it (e.g. replicated over a mesh)."""
+
+  def __init__(self, rng_data, examples_per_step: int, num: int,
+               put=lambda a: a):
+    self.rng = jax.random.wrap_key_data(rng_data)
+    self.per_step, self.num, self.put = examples_per_step, num, put
+    self.epoch, self.order = None, None
+
+  def __call__(self, step: int):
+    e = step * self.per_step // self.num
+    if e != self.epoch:
+      self.epoch, self.order = e, self.put(epoch_order(self.rng, e,
+                                                       self.num))
+    return self.order
 
 
 def load_dataset(cfg: dict) -> data_lib.Dataset:
@@ -116,13 +157,15 @@ def _victim_variables(setup: inverter_setup.Setup, variables, key):
 
 def make_train_step(setup: inverter_setup.Setup, global_batch: int,
                     mesh=None):
-  """The jitted step ``(state, images, labels, variables) -> (state,
-  metrics)``.
+  """The jitted step ``(state, images, labels, variables, order=None) ->
+  (state, metrics)``.
 
   ``global_batch`` is N, messages per step (N * B images); ``images`` [M, H,
   W, C] in [0, 1] and ``labels`` [M] are the whole training set on device;
   ``variables`` are the victim's (``inverter_setup.victim_pool``), an
-  argument rather than constants baked into the compiled program.
+  argument rather than constants baked into the compiled program;
+  ``order`` (``EpochOrder``) the data order's permutations, drawn once an
+  epoch instead of every step (the same steps with or without).
   """
   leak = setup.leak
   inv = setup.inverter
@@ -131,12 +174,12 @@ def make_train_step(setup: inverter_setup.Setup, global_batch: int,
     x_hat = inv.apply(params, msgs, labels)
     return jnp.mean(inverter_eval.matched_sq_errors(x_hat, targets))
 
-  def step_fn(state, images, labels, victim_variables):
+  def step_fn(state, images, labels, victim_variables, order=None):
     rng = jax.random.wrap_key_data(state.rng)
     key = jax.random.fold_in(jax.random.fold_in(rng, 1), state.step)
     k_vic, k_def = jax.random.split(key)
     idx = sample_indices(rng, state.step, global_batch * leak.batch_size,
-                         images.shape[0])
+                         images.shape[0], order)
     x01, ys = images[idx], labels[idx]
     variables = _victim_variables(setup, victim_variables, k_vic)
     msgs, lab = inverter_setup.make_messages(
@@ -256,9 +299,12 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
       b = setup.leak.batch_size
       ev_x = jnp.asarray(ev.images).reshape(
           (-1, b) + tuple(ev.images.shape[1:]))
+      order = EpochOrder(state.rng, n * b, len(train.labels),
+                         lambda a: parallel.put_replicated(mesh, a))
       result = _loop(config, setup, state, start, num_steps, stop_at,
                      step_fn, data, ckpt, run,
-                     lambda p: eval_chunks(p, ev_msgs, ev_labels, ev_x)[0], n)
+                     lambda p: eval_chunks(p, ev_msgs, ev_labels, ev_x)[0], n,
+                     order)
   finally:
     ckpt.close()
   if result.get("finished") and jax.process_index() == 0:
@@ -297,7 +343,7 @@ def _check_finite(metrics, step) -> dict:
 
 
 def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
-          ckpt, run, eval_fn, n):
+          ckpt, run, eval_fn, n, order):
   """The training loop proper (logging, evaluation, checkpoints)."""
   images_per_step = n * setup.leak.batch_size
   log_every = int(config.get("log_every", 50))
@@ -307,7 +353,7 @@ def _loop(config, setup, state, start, num_steps, stop_at, step_fn, data,
   end = num_steps if stop_at is None else min(stop_at, num_steps)
   every = int(config.checkpoint_every)
   for step in range(start, end):
-    state, metrics = step_fn(state, *data)
+    state, metrics = step_fn(state, *data, order(step))
     done = step + 1
     if done % every == 0 or done == num_steps:
       _check_finite(metrics, done)  # Never checkpoint a diverged state.

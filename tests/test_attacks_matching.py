@@ -193,12 +193,12 @@ def test_layer_weights_by_name(key):
   msg = {"conv0": {"kernel": jnp.ones(2), "bias": jnp.ones(1)},
          "head": {"kernel": jnp.ones(3)}}
   s = matching.make_settings(layer_weights={"head": 0.5})
-  assert matching.layer_weight_list(s.layer_weights, msg) == [1.0, 1.0, 0.5]
+  assert objectives.layer_weight_list(s.layer_weights, msg) == [1.0, 1.0, 0.5]
   s = matching.make_settings(layer_weights=(1, 2, 3))
-  assert matching.layer_weight_list(s.layer_weights, msg) == [1.0, 2.0, 3.0]
+  assert objectives.layer_weight_list(s.layer_weights, msg) == [1.0, 2.0, 3.0]
   s = matching.make_settings(layer_weights={"fc9": 0.5})
   with pytest.raises(ValueError, match=r"unknown layers \['fc9'\]"):
-    matching.layer_weight_list(s.layer_weights, msg)
+    objectives.layer_weight_list(s.layer_weights, msg)
 
 
 def test_leak_norm_computed_once_gives_the_same_objective(key):

@@ -1,5 +1,5 @@
-"""ghost.squared_l2: the plain gradient's per-tensor distances, without the
-large kernels' gradients."""
+"""ghost.squared_l2 and products: the plain gradient's per-tensor distances
+without the large kernels' gradients, and gradient matching through them."""
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,7 @@ from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import ggl
 from gitjax.attacks import latent_search
+from gitjax.attacks import matching
 
 
 def _plain(vic, p, s, xs, ys, obs, train):
@@ -107,3 +108,62 @@ def test_ggl_search_loss_is_its_loss():
   with pytest.raises(ValueError, match="ggl ghost"):
     ggl.make_problem(lk, vic, gen, gv, dict(ghost="yes"))
 
+
+
+@pytest.mark.parametrize("distance, weights", [
+    ("cosine", None), ("cosine", {"head": 0.5}), ("l2", None)])
+def test_attack_objective_through_ghost_equals_the_formed_gradient(
+    distance, weights):
+  """IG's objective (and DLG's l2) on one image with ``ghost="on"``: the
+  same value and input gradient as with the gradient formed, whether
+  that is differentiated forward-over-reverse or by double backprop."""
+  vic = models.make_victim("resnet18", width=4, input_shape=(16, 16, 3))
+  assert any(t.gram for t in ghost.taps(vic, 1))
+  vv = victim_lib.init_variables(vic, jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3))
+  lk, truth = leak_lib.simulate(vic, vv, x, jnp.array([3]),
+                                jax.random.key(2))
+  data = matching.make_data(lk, truth.labels)
+  v = {"x": jax.random.uniform(jax.random.key(3), x.shape)}
+  got = {}
+  for ghost_on, order in (("on", "forward"), ("off", "forward"),
+                          ("off", "reverse")):
+    s = matching.make_settings(objective=distance, tv=1e-4, ghost=ghost_on,
+                               second_order=order, layer_weights=weights)
+    problem = matching.make_problem(lk, vic, s)
+    assert problem.uses_ghost(v["x"]) == (ghost_on == "on")
+    got[ghost_on, order] = jax.jit(jax.value_and_grad(
+        lambda v: problem(v, data)))(v)
+  want = got["off", "forward"]
+  for k in (("on", "forward"), ("off", "reverse")):
+    np.testing.assert_allclose(got[k][0], want[0], rtol=1e-5)
+    np.testing.assert_allclose(got[k][1]["x"], want[1]["x"], rtol=1e-3,
+                               atol=1e-6 * float(jnp.abs(want[1]["x"]).max()))
+
+
+def test_ghost_auto_is_one_image_cosine_plain_gradient_on_cpu():
+  """``ghost="auto"``: on a CPU for a cosine on one image of a plain
+  gradient; not for two images, l2, or a modeled defense. "on" where
+  ghost cannot model the message, or an unknown value, is refused."""
+  vic = models.make_victim("lenet", input_shape=(8, 8, 3), num_classes=3)
+  vv = victim_lib.init_variables(vic, jax.random.key(0))
+  one, two = jnp.zeros((1, 8, 8, 3)), jnp.zeros((2, 8, 8, 3))
+  lk, _ = leak_lib.simulate(vic, vv, one, jnp.array([1]), jax.random.key(1))
+  pruned, _ = leak_lib.simulate(vic, vv, one, jnp.array([1]),
+                                jax.random.key(1),
+                                defense=[dict(name="prune", rate=0.5)])
+  cpu = jax.default_backend() == "cpu"
+  auto = matching.make_settings()
+  assert matching.make_problem(lk, vic, auto).uses_ghost(one) == cpu
+  assert not matching.make_problem(lk, vic, auto).uses_ghost(two)
+  assert not matching.make_problem(
+      lk, vic, auto._replace(objective="l2")).uses_ghost(one)
+  assert not matching.make_problem(pruned, vic, auto).uses_ghost(one)
+  assert not matching.make_problem(
+      lk, vic, auto._replace(ghost="off")).uses_ghost(one)
+  with pytest.raises(ValueError, match="ghost='on' needs a cosine or l2"):
+    matching.make_problem(pruned, vic, auto._replace(ghost="on"))
+  with pytest.raises(ValueError, match="ghost='on' needs a cosine or l2"):
+    matching.make_problem(lk, vic, auto._replace(ghost="on", objective="l1"))
+  with pytest.raises(ValueError, match="unknown ghost 'yes'"):
+    matching.make_settings(ghost="yes")

@@ -242,6 +242,19 @@ def test_sample_indices_cover_each_epoch_once():
   assert sorted(idx[10:]) == list(range(10))
   np.testing.assert_array_equal(
       train_inverter.sample_indices(rng, jnp.int32(2), 4, 10), idx[8:12])
+  # The permutations drawn once an epoch (``EpochOrder``, as the training
+  # loop passes them) give the same indices; so does an order of another
+  # epoch, by drawing them in the step.
+  order = train_inverter.EpochOrder(jax.random.key_data(rng), 4, 10)
+  with_order = jax.jit(lambda s, o: train_inverter.sample_indices(
+      rng, s, 4, 10, o))
+  got = np.concatenate([np.asarray(with_order(jnp.int32(s), order(s)))
+                        for s in range(5)])
+  np.testing.assert_array_equal(got, idx)
+  assert order.epoch == 1  # Drawn twice: steps 0 and 3 begin epochs.
+  np.testing.assert_array_equal(
+      with_order(jnp.int32(2), train_inverter.epoch_order(rng, 5, 10)),
+      idx[8:12])
 
 
 @pytest.mark.parametrize("field,value,match", [

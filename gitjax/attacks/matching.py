@@ -74,7 +74,10 @@ class Settings(NamedTuple):
   ``second_order``: how the trial message is differentiated with respect to
   the inputs ("forward": forward-over-reverse, faster; "reverse": double
   backprop; ``victim.grad_fn``); ``conv``: the replay's convolutions
-  (``client_model.replay_conv``; "auto": XLA's where that is fastest).
+  (``client_model.replay_conv``; "auto": XLA's where that is fastest);
+  ``ghost``: take the distance's kernel terms from the layers' inputs and
+  output cotangents (``ghost``; "auto": on a CPU for a cosine on one image
+  of a plain gradient, ``GHOST_MAX_BATCH``), "on" or "off".
   With XLA's convolutions on a CPU, ``trial_axis="auto"`` runs the trials
   one after another ("map"): vmapped, their weight gradients become
   grouped convolutions, and ``constants="auto"`` compiles the leak into
@@ -106,6 +109,7 @@ class Settings(NamedTuple):
   second_order: str = "forward"
   conv: str = "auto"
   constants: str = "auto"  # "auto", "on" or "off".
+  ghost: str = "auto"  # "auto", "on" or "off".
 
 
 def make_settings(config=None, **overrides) -> Settings:
@@ -131,9 +135,10 @@ def make_settings(config=None, **overrides) -> Settings:
   if s.conv not in client_model.CONVS:
     raise ValueError(f"unknown conv {s.conv!r}; known: "
                      f"{client_model.CONVS}")
-  if s.constants not in CONSTANTS:
-    raise ValueError(f"unknown constants {s.constants!r}; known: "
-                     f"{CONSTANTS}")
+  for field in ("constants", "ghost"):
+    if getattr(s, field) not in CONSTANTS:
+      raise ValueError(f"unknown {field} {getattr(s, field)!r}; known: "
+                       f"{CONSTANTS}")
   if int(s.restarts) < 1:
     raise ValueError(f"restarts must be >= 1; got {s.restarts}")
   engine.check_options(options(s))
@@ -182,6 +187,12 @@ def options(s: Settings, problem=None, **overrides) -> engine.Options:
 
 CONSTANTS = ("auto", "on", "off")
 CONSTANTS_MIN_STEPS = 1000  # Iterations x restarts ("auto"; ``options``).
+# Images per trial up to which ``ghost="auto"`` takes a cosine through
+# ``ghost`` on a CPU: the IG step's objective and gradient at B = 1 / 2 /
+# 4 / 8, ResNet-18 width 64, 0.78 / 0.93 / 0.99 / 1.09 of the formed
+# gradient's forward-over-reverse time; ConvNet-64 0.97 (B = 1) and 1.13
+# (B = 8), LeNet 0.68 (B = 1) (BUILD_NOTES.md, issue 13).
+GHOST_MAX_BATCH = 1
 
 
 class GradientMatching(NamedTuple):
@@ -202,6 +213,7 @@ class GradientMatching(NamedTuple):
   render: Callable | None = None
   penalty: Callable | None = None
   objective: Callable | None = None
+  ghost: str = "off"  # Settings.ghost.
 
   @property
   def victim(self):
@@ -237,8 +249,10 @@ class GradientMatching(NamedTuple):
       loss = self.objective(x, y, data["aux"])
     else:
       trial = self.message(x, y, data)
-      weights = layer_weight_list(self.layer_weights, data["message"])
-      if self.distance == "cosine":
+      weights = objectives.layer_weight_list(self.layer_weights, data["message"])
+      if self.uses_ghost(x):
+        loss = self.ghost_distance(x, y, data, weights)
+      elif self.distance == "cosine":
         loss = objectives.cosine(trial, data["message"], weights,
                                  data.get("message_squares"))
       else:
@@ -252,28 +266,28 @@ class GradientMatching(NamedTuple):
     return loss
 
 
+  def uses_ghost(self, x) -> bool:
+    """Whether the distance on trial images ``x`` goes through ``ghost``."""
+    return self.ghost == "on" or (
+        self.ghost == "auto" and self.distance == "cosine"
+        and x.shape[0] <= GHOST_MAX_BATCH and jax.default_backend() == "cpu"
+        and client_model.plain_gradient(self.client))
+
+  def ghost_distance(self, x, y, data, weights=None):
+    """The distance through ``ghost`` (``objectives.plain_distance``)."""
+    return objectives.plain_distance(
+        self.distance, self.victim, data["params"], data["state"], x, y,
+        data["message"], dict(self.client.protocol_config).get("train",
+                                                               False),
+        weights, data.get("message_squares"))
+
+
 class BoxProjection(NamedTuple):
   """Clips ``vars[key]`` into ``[data["lo"], data["hi"]]`` (hashable)."""
   key: str = "x"
 
   def __call__(self, v, data):
     return {**v, self.key: jnp.clip(v[self.key], data["lo"], data["hi"])}
-
-
-def layer_weight_list(layer_weights, message):
-  """Per-leaf weights (leaf order) from Settings.layer_weights, or None."""
-  if layer_weights is None:
-    return None
-  if not layer_weights or not isinstance(layer_weights[0], tuple):
-    return list(layer_weights)
-  table = dict(layer_weights)
-  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(message)[0]]
-  names = [str(getattr(p[0], "key", p[0])) for p in paths]
-  unknown = set(table) - set(names)
-  if unknown:
-    raise ValueError(f"layer_weights names unknown layers {sorted(unknown)}; "
-                     f"layers: {sorted(set(names))}")
-  return [table.get(n, 1.0) for n in names]
 
 
 def make_data(leak, labels=None, aux=None, client_arrays=None) -> dict:
@@ -301,12 +315,18 @@ def make_problem(leak, victim, settings: Settings, joint_labels=False,
   client, _ = client_model.from_leak(leak, victim,
                                      second_order=settings.second_order,
                                      conv=settings.conv)
+  if settings.ghost == "on" and (
+      objective is not None or settings.objective not in ("cosine", "l2")
+      or not client_model.plain_gradient(client)):
+    raise ValueError("ghost='on' needs a cosine or l2 distance to a plain "
+                     "gradient (FedSGD, one client, no modeled defense); "
+                     "set ghost='auto' or 'off'")
   return GradientMatching(
       client=client, distance=settings.objective,
       distance_scale=settings.distance_scale,
       layer_weights=settings.layer_weights, tv=settings.tv, l2=settings.l2,
       bn_prior=settings.bn_prior, joint_labels=joint_labels, render=render,
-      penalty=penalty, objective=objective)
+      penalty=penalty, objective=objective, ghost=settings.ghost)
 
 
 class Result(NamedTuple):

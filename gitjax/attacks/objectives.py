@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gitjax import ghost
+
 
 def _pairs(a, b, weights=None):
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -42,12 +44,56 @@ def cosine(a, b, weights=None, b_squares=None):
   la, lb, ws = _pairs(a, b, weights)
   # vdot, not sum(x * y): XLA:CPU runs a product where the elementwise
   # form became a slow windowed reduction (IG step 4-8% faster at B = 1).
-  dot = sum(w * jnp.vdot(x, y) for x, y, w in zip(la, lb, ws))
-  na = sum(w * jnp.vdot(x, x) for x, w in zip(la, ws))
-  if b_squares is None:
-    b_squares = squares(lb)
+  return cosine_of_products([jnp.vdot(x, y) for x, y in zip(la, lb)],
+                            [jnp.vdot(x, x) for x in la],
+                            squares(lb) if b_squares is None else b_squares,
+                            ws)
+
+
+def cosine_of_products(dots, a_squares, b_squares, weights=None):
+  """``cosine`` from per-tensor <a, b>, |a|^2 and |b|^2 (lists, leaf order;
+  ``ghost.products`` gives the first two without forming a)."""
+  ws = [1.0] * len(dots) if weights is None else list(weights)
+  if not len(ws) == len(dots) == len(a_squares) == len(b_squares):
+    raise ValueError(f"{len(ws)} layer weights for {len(dots)} tensors")
+  dot = sum(w * d for d, w in zip(dots, ws))
+  na = sum(w * q for q, w in zip(a_squares, ws))
   nb = sum(w * q for q, w in zip(b_squares, ws))
   return 1.0 - dot / (jnp.sqrt(na) * jnp.sqrt(nb) + 1e-12)
+
+
+def layer_weight_list(layer_weights, message):
+  """Per-leaf weights (leaf order) from Settings.layer_weights, or None."""
+  if layer_weights is None:
+    return None
+  if not layer_weights or not isinstance(layer_weights[0], tuple):
+    return list(layer_weights)
+  table = dict(layer_weights)
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(message)[0]]
+  names = [str(getattr(p[0], "key", p[0])) for p in paths]
+  unknown = set(table) - set(names)
+  if unknown:
+    raise ValueError(f"layer_weights names unknown layers {sorted(unknown)}; "
+                     f"layers: {sorted(set(names))}")
+  return [table.get(n, 1.0) for n in names]
+
+
+def plain_distance(name, victim, params, state, xs, ys, observed, train=False,
+                   weights=None, observed_squares=None):
+  """The ``name`` ("cosine" or "l2") distance of ``batch_grad`` at (xs,
+  ys) to ``observed``, the kernel terms through ``ghost`` (Gram matrices
+  where cheaper than the kernel gradient), differentiated in reverse mode
+  (over the backward pass)."""
+  args = (victim, params, state, xs, ys, observed, train)
+  if name == "cosine":
+    dots, norms = ghost.products(*args)
+    return cosine_of_products(dots, norms, observed_squares or
+                              squares(observed), weights)
+  if name != "l2":
+    raise ValueError(f"ghost takes a cosine or l2 distance, not {name!r}")
+  per = ghost.squared_l2(*args)
+  return jnp.sum(per) if weights is None else jnp.dot(
+      jnp.asarray(weights, per.dtype), per)
 
 
 DISTANCES = {"l2": squared_l2, "l1": l1, "cosine": cosine}

@@ -27,8 +27,11 @@ The step's input gradient is forward-over-reverse (``config.second_order``,
 ``matching.Settings.second_order``). With ``config.compare_second_order``
 each round also runs the double-backprop step ("reverse", PyTorch's way),
 and the cell gains ``reverse_ms_per_iteration`` and ``reverse_over_forward``
-(the median of the per-round ratios). FLOPs are always counted on the
-double-backprop step with XLA's convolutions: the same work in every column.
+(the median of the per-round ratios). ``ghost``: whether the cell's step
+takes its cosine through ``ghost`` (``matching.Settings.ghost``: on a CPU
+at B = 1; the double-backprop step forms the gradient). FLOPs are always
+counted on the double-backprop step with XLA's convolutions and the
+gradient formed: the same work in every column.
 """
 
 import logging
@@ -66,7 +69,8 @@ def matmul_flops_per_s(n: int, repeats: int) -> float:
 
 
 def _setup(name, width, batch, image_size, restarts, iterations,
-           trial_axis="auto", conv="auto", second_order="forward"):
+           trial_axis="auto", conv="auto", second_order="forward",
+           ghost="auto"):
   kw = {} if width is None else {"width": width}
   if name != "mlp":
     kw["conv"] = conv
@@ -74,11 +78,12 @@ def _setup(name, width, batch, image_size, restarts, iterations,
                               num_classes=10, **kw)
   variables = victim_lib.init_variables(victim, jax.random.key(0))
   return setup_problem(victim, variables, batch, restarts, iterations,
-                       trial_axis, second_order, conv)
+                       trial_axis, second_order, conv, ghost)
 
 
 def setup_problem(victim, variables, batch, restarts, iterations,
-                  trial_axis="auto", second_order="forward", conv="auto"):
+                  trial_axis="auto", second_order="forward", conv="auto",
+                  ghost="auto"):
   """(problem, settings, data, carry) of the timed IG step on ``victim``:
   a FedSGD leak of ``batch`` uniform images with known labels, tv 1e-4,
   IG's other defaults, ``restarts`` N(0, 1) starts."""
@@ -92,7 +97,8 @@ def setup_problem(victim, variables, batch, restarts, iterations,
   settings, _ = gm.split_config(
       dict(iterations=iterations, restarts=restarts, chunk=iterations,
            tv=1e-4, progress=False, trial_axis=trial_axis,
-           second_order=second_order, conv=conv), gm.IG_DEFAULTS)
+           second_order=second_order, conv=conv, ghost=ghost),
+      gm.IG_DEFAULTS)
   problem = matching.make_problem(leak, victim, settings)
   data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
@@ -143,7 +149,8 @@ def step_flops(name, width, batch, image_size, restarts, iterations,
   """
   problem, settings, data, carry = _setup(name, width, batch, image_size,
                                           restarts, iterations, trial_axis,
-                                          conv="xla", second_order="reverse")
+                                          conv="xla", second_order="reverse",
+                                          ghost="off")
   step = jax.jit(engine.make_step(problem, matching.BoxProjection(),
                                   matching.transformation(settings),
                                   matching.options(settings, problem)))
@@ -194,9 +201,10 @@ def time_cell(name, width, batch, config, with_torch):
   jax.block_until_ready(engine.run_chunk(carry, data, n, **kw))
   compile_s = time.perf_counter() - t
   rev_kw = None
-  if config.compare_second_order:  # The same problem, double backprop.
+  if config.compare_second_order:  # The same problem, double backprop
+    # of the formed gradient (no ghost).
     reverse = problem._replace(client=client_model.with_derivatives(
-        problem.client, "reverse"))
+        problem.client, "reverse"), ghost="off")
     rev_kw = chunk_kwargs(reverse, settings)
     jax.block_until_ready(engine.run_chunk(carry, data, n, **rev_kw))
   step = check = None
@@ -220,14 +228,16 @@ def time_cell(name, width, batch, config, with_torch):
       reverse.append((time.perf_counter() - t) / n)
     if step is not None:
       theirs.append(torch_reference.run_steps(step, n) / n)
-  return ours, theirs, compile_s, check, reverse
+  ghost = bool(problem.uses_ghost(carry.vars["x"][0]))
+  return ours, theirs, compile_s, check, reverse, ghost
 
 
-def _row(ours, theirs, flops, ref, compile_s, check, reverse=()) -> dict:
+def _row(ours, theirs, flops, ref, compile_s, check, reverse=(),
+         ghost=False) -> dict:
   s = float(np.median(ours))
   row = dict(ms_per_iteration=1e3 * s, gflop_per_iteration=flops / 1e9,
              gflop_per_s=flops / s / 1e9, fraction_of_matmul=flops / s / ref,
-             compile_s=compile_s)
+             compile_s=compile_s, ghost=ghost)
   if theirs:
     t = float(np.median(theirs))
     row.update(torch_ms_per_iteration=1e3 * t,
@@ -276,11 +286,11 @@ def run(config, workdir):
     results.update(_torch_setup(config, threads))
   for name, width in config.models:
     for b in config.batch_sizes:
-      ours, theirs, comp, check, rev = time_cell(name, width, b, config,
-                                                 with_torch)
+      ours, theirs, comp, check, rev, gh = time_cell(name, width, b,
+                                                     config, with_torch)
       flops = step_flops(name, width, b, config.image_size, 1,
                          config.iterations)
-      row = _row(ours, theirs, flops, ref, comp, check, rev)
+      row = _row(ours, theirs, flops, ref, comp, check, rev, gh)
       results["models"][f"{name}_w{width}_b{b}"] = row
       logging.info("%s width %s B=%d: %s", name, width, b, row)
   results["restarts"] = _restarts(config)

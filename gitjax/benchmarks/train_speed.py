@@ -112,6 +112,7 @@ def _git_check(setup, step_fn, state, data, torch_step, n) -> dict:
   # Before any step: a step may donate the state, rng's buffer with it.
   idxs = [train_inverter.sample_indices(rng, jnp.asarray(t), n,
                                         data[0].shape[0]) for t in (0, 1)]
+  # ``data`` ends with the order of epoch 0: the steps are steps 0 and 1.
   ours, ref = {}, {}
   for idx, tag in zip(idxs, ("", "_after_update")):
     state, m = step_fn(state, *data)
@@ -155,25 +156,29 @@ def git_cell(config, with_torch: bool, dev: str) -> Cell:
   fresh = lambda tree: jax.tree.map(jnp.copy, tree)
   with jax.set_mesh(mesh):
     data = parallel.put_replicated(mesh, (images, labels, setup.variables))
-    state = {"s": parallel.put_replicated(mesh, init)}
+    state = {"s": parallel.put_replicated(mesh, init), "t": int(init.step)}
+    # The data order as a training run draws it: once an epoch.
+    order = train_inverter.EpochOrder(
+        init.rng, n * b, m, lambda a: parallel.put_replicated(mesh, a))
     step_fn = train_inverter.make_train_step(setup, n, mesh)
     t = time.perf_counter()
-    compiled = step_fn.lower(state["s"], *data).compile()
+    compiled = step_fn.lower(state["s"], *data, order(0)).compile()
     cell.compile_s = time.perf_counter() - t
     if flop_setup is not None:
       compiled = train_inverter.make_train_step(flop_setup, n, mesh).lower(
-          state["s"], *data).compile()
+          state["s"], *data, order(0)).compile()
     cell.flops = ig_speed.cost_flops(compiled)
     if torch_step is not None:
       with torch_runtime.full_precision():  # Not TF32 on a GPU.
-        cell.check = _git_check(setup, step_fn, fresh(state["s"]), data,
-                                torch_step, n)
+        cell.check = _git_check(setup, step_fn, fresh(state["s"]),
+                                (*data, order(0)), torch_step, n)
       cell.theirs = _torch_runner(torch_step.step, dev)
 
   def ours(k):
     with jax.set_mesh(mesh):
       for _ in range(k):
-        state["s"], metrics = step_fn(state["s"], *data)
+        state["s"], metrics = step_fn(state["s"], *data, order(state["t"]))
+        state["t"] += 1
       jax.block_until_ready(metrics)
 
   cell.ours = ours
