@@ -248,16 +248,16 @@ class GradientMatching(NamedTuple):
     if self.objective is not None:
       loss = self.objective(x, y, data["aux"])
     else:
-      trial = self.message(x, y, data)
-      weights = objectives.layer_weight_list(self.layer_weights, data["message"])
+      weights = objectives.layer_weight_list(self.layer_weights,
+                                             data["message"])
       if self.uses_ghost(x):
         loss = self.ghost_distance(x, y, data, weights)
       elif self.distance == "cosine":
-        loss = objectives.cosine(trial, data["message"], weights,
-                                 data.get("message_squares"))
+        loss = objectives.cosine(self.message(x, y, data), data["message"],
+                                 weights, data.get("message_squares"))
       else:
-        loss = objectives.distance(self.distance)(trial, data["message"],
-                                                  weights)
+        loss = objectives.distance(self.distance)(
+            self.message(x, y, data), data["message"], weights)
       if self.distance_scale != 1.0:
         loss = self.distance_scale * loss
     loss = loss + self.regularizer(x, data)
