@@ -28,7 +28,11 @@ cores) sets ``torch.set_num_threads``; on cores shared with another job
 use 1 (``ig_speed``'s docstring). ``:smoke=True``: 8x8 images, widths 2-8,
 2 rounds (72 s on the shared 2-core CPU, most of it compiling the GIT step).
 
-Measured 2026-12-06 with ``:cpu=True --config.rounds=5`` (idle, AMD EPYC
+Measured 2026-12-07 with ``:cpu=True --config.rounds=7`` (idle, AMD EPYC
+host; the data order drawn once an epoch and the LayerNorm's channel
+means as products, BUILD_NOTES.md): GIT 181 ms per step, torch 170
+(1.05; 1.02 in a second run), 34% of the matmul rate; WGAN-GP 147 ms,
+torch 170 (0.87). 2026-12-06, ``--config.rounds=5`` (idle, AMD EPYC
 host, YNNPACK's reductions and products, ``gitjax.xla_cpu.FLAGS``): GIT
 249 ms per step, torch 186 (1.29); WGAN-GP 185 ms, torch 191 (0.98).
 2026-12-05, the same command (the YNN list then empty): GIT 201 ms per
