@@ -167,3 +167,41 @@ def test_ghost_auto_is_one_image_cosine_plain_gradient_on_cpu():
     matching.make_problem(lk, vic, auto._replace(ghost="on", objective="l1"))
   with pytest.raises(ValueError, match="unknown ghost 'yes'"):
     matching.make_settings(ghost="yes")
+
+
+def test_low_rank_leak_factors_give_the_same_objective():
+  """A one-image leak's late kernels are of low rank (at most the output
+  pixels): the cosine reads their factors, with the same value and input
+  gradient; a noisy leak is full rank and keeps its kernels."""
+  vic = models.make_victim("resnet18", width=4, input_shape=(16, 16, 3))
+  vv = victim_lib.init_variables(vic, jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3))
+  lk, truth = leak_lib.simulate(vic, vv, x, jnp.array([3]),
+                                jax.random.key(2))
+  factors = ghost.leak_factors(vic, lk.message, 1)
+  gram = [t for t in ghost.taps(vic, 1) if t.gram]
+  assert factors and set(factors) <= {t.path for t in gram}
+  for path, (u, v) in factors.items():
+    o = lk.message
+    for k in path + ("kernel",):
+      o = o[k]
+    o2 = o.reshape(-1, o.shape[-1])
+    assert u.shape[1] == v.shape[1] < min(o2.shape)
+    np.testing.assert_allclose(u @ v.T, o2, atol=1e-5 * float(
+        jnp.abs(o2).max()))
+  s = matching.make_settings(tv=1e-4, ghost="on")
+  problem = matching.make_problem(lk, vic, s)
+  data = matching.make_data(lk, truth.labels)
+  with_f = problem.with_factors(data, x)
+  assert with_f["factors"].keys() == factors.keys()
+  v = {"x": jax.random.uniform(jax.random.key(3), x.shape)}
+  f = jax.jit(jax.value_and_grad(lambda v, d: problem(v, d)))
+  (a, ga), (b, gb) = f(v, data), f(v, with_f)
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  np.testing.assert_allclose(ga["x"], gb["x"], rtol=1e-3,
+                             atol=1e-5 * float(jnp.abs(ga["x"]).max()))
+  noisy, _ = leak_lib.simulate(vic, vv, x, jnp.array([3]), jax.random.key(2),
+                               defense=[dict(name="gaussian", sigma=0.01)])
+  assert ghost.leak_factors(vic, noisy.message, 1) == {}
+  # With ghost off, no factors are made.
+  assert "factors" not in problem._replace(ghost="off").with_factors(data, x)

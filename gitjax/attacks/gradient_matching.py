@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from gitjax import leak as leak_lib
 from gitjax.attacks import labels as labels_lib
 from gitjax.attacks import matching
+from gitjax.attacks import matching_many
 from gitjax.attacks import Reconstruction
 
 INITS = ("randn", "rand", "zeros", "half")
@@ -197,7 +198,7 @@ def attack_many(leaks, victim, config, key,
 
   Same settings, labels and init rules as ``run_attack`` (``defaults``:
   ``IG_DEFAULTS`` or ``DLG_DEFAULTS``; IG's when None); the M x R trials run
-  side by side (``matching.run_many``). Benchmarks use it to attack 16
+  side by side (``matching_many.run_many``). Benchmarks use it to attack 16
   images at once.
   """
   settings, fields = split_config(config, defaults or IG_DEFAULTS)
@@ -218,7 +219,7 @@ def attack_many(leaks, victim, config, key,
   shape = (len(leaks), settings.restarts, n) + tuple(victim.input_shape)
   x0 = initial_images(k_init, shape, fields["init"], leaks[0])
   joint = labels[0] is None
-  results = matching.run_many(leaks, victim, x0,
+  results = matching_many.run_many(leaks, victim, x0,
                               None if joint else jnp.stack(labels), settings,
                               k_lab)
   out = []

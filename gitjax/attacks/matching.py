@@ -28,9 +28,7 @@ penalty=None, objective=None, aux=None, tx=None, on_chunk=None) -> Result``
   Returns ``Result(images [N, ...], labels, variables, loss, info)`` for the
   best trial; ``info`` is JSON-able (per-trial losses, history, timings).
 
-``run_many(leaks, victim, x_init [M, R, N, ...], labels [M, N], config)``
-  M independent leaks of one victim in one compiled program (M x R trials,
-  per-trial data); returns M ``Result``s.
+``matching_many.run_many``: M leaks of one victim side by side.
 
 Example, GIT+IG starting from a generator's output ``x_git`` [N, H, W, C]::
 
@@ -44,11 +42,10 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gitjax import client_model
+from gitjax import ghost
 from gitjax import leak as leak_lib
-from gitjax import models
 from gitjax import victim as victim_lib
 from gitjax.attacks import engine
 from gitjax.attacks import objectives
@@ -279,7 +276,15 @@ class GradientMatching(NamedTuple):
         self.distance, self.victim, data["params"], data["state"], x, y,
         data["message"], dict(self.client.protocol_config).get("train",
                                                                False),
-        weights, data.get("message_squares"))
+        weights, data.get("message_squares"), data.get("factors"))
+
+  def with_factors(self, data, x):
+    """``data`` with the leak's low-rank kernel factors when the distance
+    on trial images ``x`` goes through ghost (``ghost.leak_factors``)."""
+    if self.objective is not None or not self.uses_ghost(x):
+      return data
+    return dict(data, factors=ghost.leak_factors(self.victim, data["message"],
+                                                 x.shape[0]))
 
 
 class BoxProjection(NamedTuple):
@@ -364,8 +369,10 @@ def run(leak, victim, x_init, labels, config, key=None, *, render=None,
     victim_lib.check_images(victim, x_init[0], "x_init[r]")
   init = {"x": x_init}
   if labels is None:
-    init["y"] = _label_logits(problem, x_init, r, aux, key)
+    init["y"] = label_logits(problem, x_init, r, aux, key)
   data = make_data(leak, labels, aux)
+  if render is None:
+    data = problem.with_factors(data, x_init[0])
   project = BoxProjection() if s.box and render is None else None
   best, info = engine.optimize(
       problem, init, transformation(s) if tx is None else tx, data,
@@ -377,7 +384,7 @@ def run(leak, victim, x_init, labels, config, key=None, *, render=None,
                 info=info)
 
 
-def _label_logits(problem, x_init, r, aux, key):
+def label_logits(problem, x_init, r, aux, key):
   if problem.render is None:
     n = x_init.shape[1]
   else:
@@ -387,64 +394,3 @@ def _label_logits(problem, x_init, r, aux, key):
   victim = problem.victim
   shape = (r, n) if victim.loss == "squared" else (r, n, victim.num_classes)
   return jax.random.normal(key, shape)
-
-
-def run_many(leaks, victim, x_init, labels, config, key=None) -> list[Result]:
-  """Attacks M independent leaks of one victim in one compiled program.
-
-  The M x R trials run side by side (vmapped; per-trial data), which on a
-  CPU or GPU costs far less than M sequential runs for small victims.
-
-  Args:
-    leaks: M leaks with the same model, protocol and defense.
-    victim: their victim.
-    x_init: [M, R, N, *input_shape] initial images.
-    labels: [M, N] (or [M, N, C]) labels, or None for joint optimization.
-    config: ``Settings`` or a dict of its fields.
-    key: randomness for joint label logits.
-
-  Returns:
-    M ``Result``s; each ``info`` has the shared history and timings and its
-    own per-restart losses.
-  """
-  s = config if isinstance(config, Settings) else make_settings(config)
-  if s.conv == "auto":  # Side by side (vmapped) with per-problem weights:
-    # XLA's convolutions would become grouped ones; the platform's default.
-    s = s._replace(conv=models.common.resolve_conv("auto"))
-  m, r = x_init.shape[:2]
-  if len(leaks) != m:
-    raise ValueError(f"{len(leaks)} leaks but x_init has {m} problems")
-  problem = make_problem(leaks[0], victim, s, labels is None)
-  for lk in leaks[1:]:
-    if make_problem(lk, victim, s, labels is None) != problem:
-      raise ValueError("run_many needs leaks with the same model, protocol "
-                       "and defense")
-  flat = lambda a: a.reshape((m * r,) + a.shape[2:])
-  init = {"x": flat(x_init)}
-  if labels is None:
-    init["y"] = _label_logits(problem, init["x"], m * r, None, key)
-  datas = [make_data(lk, None if labels is None else labels[i])
-           for i, lk in enumerate(leaks)]
-  data = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), r, axis=0), *datas)
-  project = BoxProjection() if s.box else None
-  best, info = engine.optimize(
-      problem, init, transformation(s), data, options=options(s, problem),
-      project=project, per_trial=True, select=False,
-      desc=f"{m} x {victim.name}/{s.objective}/{s.optimizer}")
-  losses = np.asarray(info["trial_losses"]).reshape(m, r)
-  out = []
-  for i in range(m):
-    j = i * r + int(np.argmin(losses[i]))
-    b = jax.tree.map(lambda a: a[j], best)
-    d = jax.tree.map(lambda a: a[j], data)
-    x, y = problem.images_labels(b, d)
-    inf = dict(info, loss=float(losses[i].min()), best_trial=j - i * r,
-               trial_losses=[float(v) for v in losses[i]],
-               final_losses=info["final_losses"][i * r:(i + 1) * r],
-               nonfinite_trials=[t - i * r for t in info["nonfinite_trials"]
-                                 if i * r <= t < (i + 1) * r],
-               died_at=info["died_at"][i * r:(i + 1) * r],
-               problems=m)
-    out.append(Result(images=x, labels=y, variables=b["x"],
-                      loss=inf["loss"], info=inf))
-  return out

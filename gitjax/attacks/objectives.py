@@ -79,14 +79,15 @@ def layer_weight_list(layer_weights, message):
 
 
 def plain_distance(name, victim, params, state, xs, ys, observed, train=False,
-                   weights=None, observed_squares=None):
+                   weights=None, observed_squares=None, factors=None):
   """The ``name`` ("cosine" or "l2") distance of ``batch_grad`` at (xs,
   ys) to ``observed``, the kernel terms through ``ghost`` (Gram matrices
-  where cheaper than the kernel gradient), differentiated in reverse mode
-  (over the backward pass)."""
+  where cheaper than the kernel gradient; ``factors``: the observed
+  kernels' ``ghost.leak_factors``), differentiated in reverse mode (over
+  the backward pass)."""
   args = (victim, params, state, xs, ys, observed, train)
   if name == "cosine":
-    dots, norms = ghost.products(*args)
+    dots, norms = ghost.products(*args, factors=factors)
     return cosine_of_products(dots, norms, observed_squares or
                               squares(observed), weights)
   if name != "l2":

@@ -100,8 +100,8 @@ def setup_problem(victim, variables, batch, restarts, iterations,
            second_order=second_order, conv=conv, ghost=ghost),
       gm.IG_DEFAULTS)
   problem = matching.make_problem(leak, victim, settings)
-  data = matching.make_data(leak, ys)
   x0 = jax.random.normal(key, (restarts,) + xs.shape)
+  data = problem.with_factors(matching.make_data(leak, ys), x0[0])
   carry = engine.init_carry({"x": x0}, matching.transformation(settings))
   return problem, settings, data, carry
 
