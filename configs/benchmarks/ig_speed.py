@@ -29,10 +29,10 @@ day, the same command with YNNPACK's reductions and products
 (``gitjax.xla_cpu.FLAGS``): ConvNet-64 176 / 1,169 ms, ResNet-18 98 / 409;
 gitjax / PyTorch 0.98 / 0.90 / 0.70 / 0.81; 70% / 84% / 35% / 65%.
 2026-12-07, ``:cpu=True --config.rounds=7`` (idle; one image's cosine
-through ``ghost``, ``matching.Settings.ghost``): ConvNet-64 132 / 840 ms,
-ResNet-18 78 / 370; gitjax / PyTorch 0.85 / 0.78 / 0.49 / 0.81 (ResNet-18
-B = 1: 0.50 and 0.50 in two more runs); 71% / 89% / 33% / 55% of a
-266 GFLOP/s matmul.
+through ``ghost``, ``matching.Settings.ghost``, with the leak's low-rank
+kernels factored): ConvNet-64 132 / 835 ms, ResNet-18 66 / 357; gitjax /
+PyTorch 0.84 / 0.78 / 0.39 / 0.74 (ResNet-18 B = 1: 0.45 with 20 rounds);
+72% / 91% / 40% / 58% of a 262 GFLOP/s matmul.
 
 PyTorch reference (``gitjax/benchmarks/torch_reference.py``): with torch
 importable, each cell also times the same IG step in PyTorch, interleaved
