@@ -105,19 +105,21 @@ class EpochOrder:
   """A training loop's ``order`` argument: ``order(step)`` for a Python
   step number, drawn anew when the step's first example starts an epoch.
 
-  ``put`` places it (e.g. replicated over a mesh)."""
+  ``sharding`` places it (e.g. ``parallel.replicated(mesh)``)."""
 
   def __init__(self, rng_data, examples_per_step: int, num: int,
-               put=lambda a: a):
+               sharding=None):
     self.rng = jax.random.wrap_key_data(rng_data)
-    self.per_step, self.num, self.put = examples_per_step, num, put
+    self.per_step, self.num, self.sharding = examples_per_step, num, sharding
     self.epoch, self.order = None, None
 
   def __call__(self, step: int):
     e = step * self.per_step // self.num
     if e != self.epoch:
-      self.epoch, self.order = e, self.put(epoch_order(self.rng, e,
-                                                       self.num))
+      order = epoch_order(self.rng, e, self.num)
+      if self.sharding is not None:
+        order = jax.device_put(order, self.sharding)
+      self.epoch, self.order = e, order
     return self.order
 
 
@@ -300,7 +302,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str, *,
       ev_x = jnp.asarray(ev.images).reshape(
           (-1, b) + tuple(ev.images.shape[1:]))
       order = EpochOrder(state.rng, n * b, len(train.labels),
-                         lambda a: parallel.put_replicated(mesh, a))
+                         parallel.replicated(mesh))
       result = _loop(config, setup, state, start, num_steps, stop_at,
                      step_fn, data, ckpt, run,
                      lambda p: eval_chunks(p, ev_msgs, ev_labels, ev_x)[0], n,

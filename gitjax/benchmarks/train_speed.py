@@ -158,8 +158,8 @@ def git_cell(config, with_torch: bool, dev: str) -> Cell:
     data = parallel.put_replicated(mesh, (images, labels, setup.variables))
     state = {"s": parallel.put_replicated(mesh, init), "t": int(init.step)}
     # The data order as a training run draws it: once an epoch.
-    order = train_inverter.EpochOrder(
-        init.rng, n * b, m, lambda a: parallel.put_replicated(mesh, a))
+    order = train_inverter.EpochOrder(init.rng, n * b, m,
+                                      parallel.replicated(mesh))
     step_fn = train_inverter.make_train_step(setup, n, mesh)
     t = time.perf_counter()
     compiled = step_fn.lower(state["s"], *data, order(0)).compile()
