@@ -185,10 +185,10 @@ def options(s: Settings, problem=None, **overrides) -> engine.Options:
 CONSTANTS = ("auto", "on", "off")
 CONSTANTS_MIN_STEPS = 1000  # Iterations x restarts ("auto"; ``options``).
 # Images per trial up to which ``ghost="auto"`` takes a cosine through
-# ``ghost`` on a CPU: the IG step's objective and gradient at B = 1 / 2 /
-# 4 / 8, ResNet-18 width 64, 0.78 / 0.93 / 0.99 / 1.09 of the formed
-# gradient's forward-over-reverse time; ConvNet-64 0.97 (B = 1) and 1.13
-# (B = 8), LeNet 0.68 (B = 1) (BUILD_NOTES.md, issue 13).
+# ``ghost`` on a CPU. IG step against the formed gradient's forward-over-
+# reverse, ResNet-18 width 64: 0.78 / 0.93 / 0.99 / 1.09 at B = 1 / 2 / 4
+# / 8 (with the leak's factors, B = 2 0.87, B = 8 1.07); ConvNet-64 0.97
+# / 1.06 / 1.13 at B = 1 / 2 / 8; LeNet 0.68 at B = 1 (BUILD_NOTES.md).
 GHOST_MAX_BATCH = 1
 
 
