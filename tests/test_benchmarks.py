@@ -284,6 +284,17 @@ def test_sweep_attacks_each_case_with_its_own_blocks(monkeypatch, tmp_path):
     compare.sweep(config, str(tmp_path))
   assert seen[1]["counts"] == (2, 2)
   assert seen[1]["keys"][0] == seen[0]["keys"][0]
+  # bench.first_batch: other images (held out), the same keys.
+  from gitjax.benchmarks import compare as cmp
+  b1 = lambda: experiments.with_overrides(config, config.bench.cases.b1,
+                                          "b1")
+  assert config.bench.first_batch == 0
+  assert cmp.sample_seeds(b1(), 2) == [1, 101]
+  config.bench.first_batch = 8
+  assert cmp.sample_seeds(b1(), 2) == [801, 901]
+  config.bench.first_batch = -1  # (ConfigDict refuses a non-integer.)
+  with pytest.raises(ValueError, match="config.bench.first_batch must be"):
+    cmp.sample_seeds(b1(), 2)
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ GI-SMN, ``baselines.ig`` the IG block, ``eval.lpips_net`` LPIPS's net
 LPIPS ranks an unrelated CIFAR-10 image closer than a 4x blurred copy of
 the truth; BUILD_NOTES.md);
 ``bench``: ``num_batches`` per case (a case's own ``bench.num_batches``
-first) and ``cases`` (each sets
+first), ``first_batch`` (0; batches from there on: other images, the
+same keys, e.g. 8 for a held-out set) and ``cases`` (each sets
 ``data.batch_size`` and ``leak.defense``, which the base config leaves
 out); ``cases=b1-b8`` runs only the named cases. As in the measured
 runs: batch j of a case with B images is sampled with seed 100 j + B, its
@@ -83,6 +84,7 @@ def get_config(arg=None):
   config.eval.lpips_also = ("vgg",)
   config.bench = dict(
       num_batches=4,
+      first_batch=0,  # > 0: other test images (held out), the same keys.
       cases=dict(
           b1=dict(data=dict(batch_size=1), leak=dict(defense=[])),
           b4=dict(data=dict(batch_size=4), leak=dict(defense=[])),

@@ -66,6 +66,16 @@ def truth_images(case) -> np.ndarray:
   return np.asarray(leak_lib.to_unit_range(case.leak, case.truth.images))
 
 
+def sample_seeds(config, count: int) -> list[int]:
+  """The sample seeds of a case's ``count`` batches (``sweep``)."""
+  first = config.bench.get("first_batch", 0)
+  if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+    raise ValueError(f"config.bench.first_batch must be an integer >= 0; "
+                     f"got {first!r}")
+  b = config.data.batch_size
+  return [100 * (first + j) + b for j in range(count)]
+
+
 def sweep(config, workdir, titles: dict | None = None) -> dict:
   """Every attack block on the same leaks of every case of a sweep.
 
@@ -75,7 +85,8 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
   config's); ``bench.num_batches`` rounds per case (a case's
   ``bench.num_batches`` overrides it), batch j of a
   case with B images sampled with seed 100 j + B, every attack's key
-  ``seed + 11 + j``. Scores with ``experiments.evaluate`` (Hungarian
+  ``seed + 11 + j``; ``bench.first_batch`` = f (default 0) starts at
+  batch f: other images (a held-out set), the same keys. Scores with ``experiments.evaluate`` (Hungarian
   matching for B > 1); a grid per case (truth, then each attack;
   ``titles`` renames rows), ``images_<case>.npz`` (``truth`` and each
   attack's images on [0, 1] in the truth's order, [batches, B, H, W, C],
@@ -95,8 +106,8 @@ def sweep(config, workdir, titles: dict | None = None) -> dict:
     b = cfg.data.batch_size
     count = cfg.bench.num_batches  # A case may set its own.
     keys = [jax.random.key(config.seed + 11 + j) for j in range(count)]
-    cases = experiments.make_cases(
-        cfg, dataset, count, sample_seeds=[100 * j + b for j in range(count)])
+    cases = experiments.make_cases(cfg, dataset, count,
+                                   sample_seeds=sample_seeds(cfg, count))
     case_blocks = attack_blocks(cfg)  # With the case's overrides.
     runs = run_attacks(cases, case_blocks, keys)
     row = {"batch_size": b, "num_batches": count,
