@@ -35,7 +35,9 @@ LPIPS-VGG): B = 1 21.82 / 16.46 (0.079 / 0.097; 0.334 / 0.490), B = 4
 0.585; with 300 steps: 18.35 dB, 0.146, 0.483), noise 20.22 / 16.17
 (0.094 / 0.118; 0.438 / 0.536): +4.1 to +5.4 dB, both LPIPS GI-SMN's in
 every case. The pruning setting was chosen on these 8 images
-(BUILD_NOTES.md). With ``refine=0`` (same day): +4.0 to +5.3 dB,
+(BUILD_NOTES.md); on the next 8 (``--config.bench.first_batch=8``,
+2026-12-07) the pruning case gives 15.83 / 13.70 dB (+2.13; LPIPS-Alex
+0.166 / 0.160, VGG 0.527 / 0.584): its targets are not met held out. With ``refine=0`` (same day): +4.0 to +5.3 dB,
 LPIPS-Alex IG's in every case by 0.002-0.030 (BUILD_NOTES.md, with
 widths 8 and 16). The gap to the published 36.98 dB: 15.2 dB at B = 1.
 
