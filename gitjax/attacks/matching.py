@@ -262,7 +262,6 @@ class GradientMatching(NamedTuple):
       loss = loss + self.penalty(v["x"], x, data["aux"])
     return loss
 
-
   def uses_ghost(self, x) -> bool:
     """Whether the distance on trial images ``x`` goes through ``ghost``."""
     return self.ghost == "on" or (
@@ -281,7 +280,8 @@ class GradientMatching(NamedTuple):
   def with_factors(self, data, x):
     """``data`` with the leak's low-rank kernel factors when the distance
     on trial images ``x`` goes through ghost (``ghost.leak_factors``)."""
-    if self.objective is not None or not self.uses_ghost(x):
+    if (self.objective is not None or self.distance != "cosine"
+        or not self.uses_ghost(x)):  # Only the cosine reads them.
       return data
     return dict(data, factors=ghost.leak_factors(self.victim, data["message"],
                                                  x.shape[0]))
