@@ -139,17 +139,14 @@ def _tapped_loss(victim, train, layers, params, state):
   return loss, [v for v, t in zip(leaves, tapped) if not t]
 
 
-def _zeros(layers, xs):
-  return {t.path: jnp.zeros((xs.shape[0],) + t.out_shape, xs.dtype)
-          for t in layers}
-
-
 def _parts(victim, train, layers, params, state, xs, ys):
   """(free parameters' gradients, tapped outputs' cotangents D, tapped
   layers' inputs)."""
   loss, free = _tapped_loss(victim, train, layers, params, state)
+  zeros = {t.path: jnp.zeros((xs.shape[0],) + t.out_shape, xs.dtype)
+           for t in layers}
   (grads, cotangents), inputs = jax.grad(loss, argnums=(0, 1), has_aux=True)(
-      free, _zeros(layers, xs), xs, ys)
+      free, zeros, xs, ys)
   return grads, cotangents, inputs
 
 
@@ -163,8 +160,8 @@ def _terms(victim, params, state, xs, ys, observed, train, layers,
     layers = taps(victim, xs.shape[0])
   by_kernel = {t.path + ("kernel",): t for t in layers}
   names, _, _, tapped = _names(params, layers)
-  grads, cotangents, inputs = _parts(victim, train, tuple(layers), params,
-                                     state, xs, ys)
+  grads, cotangents, inputs = _parts(victim, train, layers, params, state,
+                                     xs, ys)
   grads = iter(grads)
   out = []
   for name, o, t in zip(names, jax.tree.leaves(observed), tapped):

@@ -185,8 +185,9 @@ def back_project(kernel_grad: jax.Array, deltas: jax.Array, layer,
       for a strided layer); "phases", the transpose of a stride-s
       convolution as s * s stride-1 correlations in one batched matrix
       product (``_phases``; integer padding and stride, no dilation),
-      whose derivative takes the layer's convolution for the error maps;
-      "auto", "phases" for strided layers where it applies, else "conv".
+      whose derivative pairs the cotangent's patches with the kernels and
+      the error maps; "auto", "phases" for strided layers where it
+      applies, else "conv".
       At the GIT training step's CPU budget (32 examples, 4 maps each),
       forward and backward alone on the 2-core CPU (2026-12-05, medians
       of 11): LeNet's first layer (stride 2) "conv" 46.4 ms, "phases"
@@ -265,16 +266,17 @@ def _back_project_phases_fwd(kernel_grad, deltas, layer):
 def _back_project_phases_bwd(layer, res, ct):
   kernel_grad, deltas = res
   # The error maps' cotangent is the layer's own (strided) convolution of
-  # ct with each example's kernel; the kernels' pairs ct's patches with
-  # the error maps.
-  d_deltas = jax.vmap(lambda k, c: conv_apply(c, k, layer.conv))(
-      kernel_grad, ct)
+  # ct with each example's kernel, the kernels' pairs ct's patches with the
+  # error maps: both from one set of ct's patches. (The vmapped convolution
+  # was a grouped one, 1.2% of the GIT step; BUILD_NOTES.md, issue 13.)
   (kh, kw), stride, padding = layer.conv[:3]
   n, m = ct.shape[:2]
   patches = models_common.im2col_patches(
       ct.reshape((n * m,) + ct.shape[2:]), kh, kw, stride, padding)
-  d_kernel = jnp.einsum("nmhwk,nmhwo->nko",
-                        patches.reshape((n, m) + patches.shape[1:]), deltas)
+  patches = patches.reshape((n, m) + patches.shape[1:])
+  d_deltas = jnp.einsum("nmhwk,nko->nmhwo", patches,
+                        kernel_grad.reshape(n, -1, kernel_grad.shape[-1]))
+  d_kernel = jnp.einsum("nmhwk,nmhwo->nko", patches, deltas)
   return d_kernel.reshape(kernel_grad.shape), d_deltas
 
 
