@@ -75,7 +75,7 @@ def sample_indices(rng, step, batch: int, num: int, order=None) -> jax.Array:
   pos = step.astype(jnp.int32) * batch + jnp.arange(batch)
   epoch, within = pos // num, pos % num
   first = epoch[0]
-  perm = lambda e: jax.random.permutation(jax.random.fold_in(rng, e), num)
+  perm = lambda e: _permutation(rng, e, num)
 
   def drawn():
     here = perm(first)[within]
@@ -92,13 +92,17 @@ def sample_indices(rng, step, batch: int, num: int, order=None) -> jax.Array:
   return jax.lax.cond(first == e0, given, drawn)
 
 
+def _permutation(rng, epoch, num: int) -> jax.Array:
+  """Epoch ``epoch``'s order of the ``num`` examples (``sample_indices``)."""
+  return jax.random.permutation(jax.random.fold_in(rng, epoch), num)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def epoch_order(rng, epoch, num: int):
   """(epoch, [2, num] permutations of epochs ``epoch`` and ``epoch + 1``):
   ``sample_indices``'s ``order``, drawn once an epoch (``EpochOrder``)."""
   e = jnp.asarray(epoch, jnp.int32)
-  return e, jnp.stack([jax.random.permutation(jax.random.fold_in(rng, e + i),
-                                              num) for i in (0, 1)])
+  return e, jnp.stack([_permutation(rng, e + i, num) for i in (0, 1)])
 
 
 class EpochOrder:

@@ -88,8 +88,9 @@ def plain_distance(name, victim, params, state, xs, ys, observed, train=False,
   args = (victim, params, state, xs, ys, observed, train)
   if name == "cosine":
     dots, norms = ghost.products(*args, factors=factors)
-    return cosine_of_products(dots, norms, observed_squares or
-                              squares(observed), weights)
+    if observed_squares is None:
+      observed_squares = squares(observed)
+    return cosine_of_products(dots, norms, observed_squares, weights)
   if name != "l2":
     raise ValueError(f"ghost takes a cosine or l2 distance, not {name!r}")
   per = ghost.squared_l2(*args)
